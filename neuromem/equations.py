@@ -1,0 +1,230 @@
+"""The small expression grammar in which neuron models and plasticity rules are written.
+
+User text is parsed with :mod:`ast` and checked against a whitelist of node types, functions and
+names; it is never ``eval``'d.  Backends get code that *we* print from the checked tree, so the
+same expression means the same arithmetic on every backend.
+
+Grammar
+-------
+expression  numbers, names, ``+ - * / **``, unary ``-``, comparisons, ``and``/``or``/``not``,
+            ``a if cond else b`` and calls of :data:`FUNCTIONS`.
+statements  ``name = expr`` or ``name += expr`` (also ``-= *= /=``), separated by ``;`` or newlines.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from .errors import SpecError
+
+#: Functions an expression may call, with their arity.
+FUNCTIONS: dict[str, int] = {
+    "exp": 1,
+    "log": 1,
+    "sqrt": 1,
+    "tanh": 1,
+    "abs": 1,
+    "clip": 3,
+    "minimum": 2,
+    "maximum": 2,
+}
+
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+_CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_AUGOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A checked expression: its source text, its tree and the names it reads."""
+
+    text: str
+    tree: ast.expr
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """``target = value`` (augmented assignments are expanded: ``x += e`` is ``x = x + (e)``)."""
+
+    target: str
+    value: Expression
+
+
+def _check(node: ast.AST, where: str, text: str) -> set[str]:
+    """Walk ``node``; raise on anything outside the grammar; return the names read."""
+    names: set[str] = set()
+
+    def bad(what: str) -> SpecError:
+        return SpecError(f"{where}: {what} is not allowed in expression {text!r}")
+
+    def walk(n: ast.AST) -> None:
+        if isinstance(n, ast.Constant):
+            if isinstance(n.value, bool) or not isinstance(n.value, int | float):
+                raise bad(f"constant {n.value!r}")
+        elif isinstance(n, ast.Name):
+            names.add(n.id)
+        elif isinstance(n, ast.BinOp):
+            if type(n.op) not in _BINOPS:
+                raise bad(f"operator {type(n.op).__name__}")
+            walk(n.left)
+            walk(n.right)
+        elif isinstance(n, ast.UnaryOp):
+            if not isinstance(n.op, ast.USub | ast.UAdd | ast.Not):
+                raise bad(f"operator {type(n.op).__name__}")
+            walk(n.operand)
+        elif isinstance(n, ast.Compare):
+            if len(n.ops) != 1 or type(n.ops[0]) not in _CMPOPS:
+                raise bad("a chained comparison")
+            walk(n.left)
+            walk(n.comparators[0])
+        elif isinstance(n, ast.BoolOp):
+            for v in n.values:
+                walk(v)
+        elif isinstance(n, ast.IfExp):
+            walk(n.test)
+            walk(n.body)
+            walk(n.orelse)
+        elif isinstance(n, ast.Call):
+            if not isinstance(n.func, ast.Name) or n.func.id not in FUNCTIONS:
+                fname = n.func.id if isinstance(n.func, ast.Name) else "?"
+                raise bad(f"call of {fname!r} (allowed: {', '.join(sorted(FUNCTIONS))})")
+            if n.keywords or len(n.args) != FUNCTIONS[n.func.id]:
+                raise bad(f"{n.func.id} with {len(n.args)} arguments")
+            for a in n.args:
+                walk(a)
+        else:
+            raise bad(type(n).__name__)
+
+    walk(node)
+    return names
+
+
+def parse_expression(text: str, where: str, known: Iterable[str] | None = None) -> Expression:
+    """Parse and check one expression.
+
+    Parameters
+    ----------
+    text : str
+        The expression, e.g. ``"(v_rest - v) / tau_m"``.
+    where : str
+        Names the element in error messages, e.g. ``"neuron model 'lif', equation for v"``.
+    known : iterable of str, optional
+        Names the expression may read; any other name is an error.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError(f"{where}: expected a non-empty expression string, got {text!r}")
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise SpecError(f"{where}: cannot parse {text!r}: {exc.msg}") from None
+    names = _check(tree, where, text)
+    if known is not None:
+        unknown = sorted(names - set(known))
+        if unknown:
+            raise SpecError(
+                f"{where}: unknown variable(s) {', '.join(unknown)} in {text!r}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+    return Expression(text.strip(), tree, frozenset(names))
+
+
+def parse_statements(
+    text: str, where: str, known: Iterable[str] | None = None, targets: Iterable[str] | None = None
+) -> tuple[Statement, ...]:
+    """Parse ``;``/newline separated assignments; augmented ones are expanded."""
+    known = set(known) if known is not None else None
+    targets = set(targets) if targets is not None else None
+    try:
+        module = ast.parse(text.replace(";", "\n").strip())
+    except SyntaxError as exc:
+        raise SpecError(f"{where}: cannot parse {text!r}: {exc.msg}") from None
+    out = []
+    for node in module.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            tgt, value = node.targets[0], node.value
+        elif isinstance(node, ast.AugAssign) and type(node.op) in _AUGOPS:
+            tgt = node.target
+            value = ast.BinOp(left=ast.Name(id=getattr(tgt, "id", "?"), ctx=ast.Load()),
+                              op=node.op, right=node.value)
+        else:
+            raise SpecError(f"{where}: only 'x = expr' and 'x += expr' statements are allowed, "
+                            f"got {ast.unparse(node)!r}")
+        if not isinstance(tgt, ast.Name):
+            raise SpecError(f"{where}: cannot assign to {ast.unparse(tgt)!r}")
+        if targets is not None and tgt.id not in targets:
+            raise SpecError(f"{where}: cannot assign to {tgt.id!r}; assignable: "
+                            f"{', '.join(sorted(targets))}")
+        ast.fix_missing_locations(value)
+        vtext = ast.unparse(value)
+        out.append(Statement(tgt.id, parse_expression(vtext, where, known)))
+    if not out:
+        raise SpecError(f"{where}: no statements in {text!r}")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------- printing
+class Printer:
+    """Prints a checked tree as source for one target.
+
+    Parameters
+    ----------
+    name : callable
+        Maps a variable name to the text that reads it (e.g. ``v`` -> ``v[i]``).
+    functions : mapping
+        Maps grammar function names to target function names (e.g. ``exp`` -> ``math.exp``).
+    where : str
+        Target used for ``a if c else b`` and boolean operators: ``"scalar"`` prints Python
+        conditionals; ``"array"`` prints ``where(c, a, b)`` and ``&``/``|``/``~``.
+    """
+
+    def __init__(self, name: Callable[[str], str], functions: Mapping[str, str], where: str):
+        self.name = name
+        self.functions = functions
+        self.mode = where
+
+    def __call__(self, expr: Expression | ast.expr) -> str:
+        return self._p(expr.tree if isinstance(expr, Expression) else expr)
+
+    def _p(self, n: ast.AST) -> str:
+        if isinstance(n, ast.Constant):
+            return repr(float(n.value))
+        if isinstance(n, ast.Name):
+            return self.name(n.id)
+        if isinstance(n, ast.BinOp):
+            return f"({self._p(n.left)} {_BINOPS[type(n.op)]} {self._p(n.right)})"
+        if isinstance(n, ast.UnaryOp):
+            if isinstance(n.op, ast.Not):
+                return f"(not {self._p(n.operand)})" if self.mode == "scalar" else \
+                    f"(~{self._p(n.operand)})"
+            return f"({'-' if isinstance(n.op, ast.USub) else '+'}{self._p(n.operand)})"
+        if isinstance(n, ast.Compare):
+            return f"({self._p(n.left)} {_CMPOPS[type(n.ops[0])]} {self._p(n.comparators[0])})"
+        if isinstance(n, ast.BoolOp):
+            if self.mode == "scalar":
+                op = " and " if isinstance(n.op, ast.And) else " or "
+            else:
+                op = " & " if isinstance(n.op, ast.And) else " | "
+            return "(" + op.join(self._p(v) for v in n.values) + ")"
+        if isinstance(n, ast.IfExp):
+            if self.mode == "scalar":
+                return f"({self._p(n.body)} if {self._p(n.test)} else {self._p(n.orelse)})"
+            return f"{self.functions['where']}({self._p(n.test)}, {self._p(n.body)}, " \
+                   f"{self._p(n.orelse)})"
+        if isinstance(n, ast.Call):
+            fname = n.func.id  # type: ignore[attr-defined]
+            return f"{self.functions[fname]}({', '.join(self._p(a) for a in n.args)})"
+        raise AssertionError(f"unchecked node {type(n).__name__}")  # pragma: no cover
+
+
+def substitute(expr: Expression, mapping: Mapping[str, str], where: str) -> Expression:
+    """Return ``expr`` with names replaced by other names (used to rename per-element variables)."""
+
+    class _Rename(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            return ast.copy_location(ast.Name(id=mapping.get(node.id, node.id), ctx=node.ctx), node)
+
+    tree = _Rename().visit(ast.parse(expr.text, mode="eval")).body
+    return parse_expression(ast.unparse(tree), where)

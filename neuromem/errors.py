@@ -1,0 +1,13 @@
+"""Exception types. Every message names the offending element."""
+
+
+class SpecError(ValueError):
+    """A network specification is invalid (raised on construction or load)."""
+
+
+class CapabilityError(NotImplementedError):
+    """A backend cannot run a feature; the message names the feature and the backends that can."""
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupt or has an unexpected checksum."""

@@ -1,0 +1,354 @@
+"""Lowering: a Network spec -> a backend-neutral Program.
+
+This module is the one place where the meaning of a time step is fixed (see ``PHASES`` and
+docs/architecture.md). It turns equations into explicit per-step update expressions for the
+chosen integrator, hoists everything that depends only on parameters and ``dt`` into per-neuron
+constant arrays (computed once here with numpy, so every backend uses the same bits), lays out
+connectivity as CSR rows sorted by delay, and materialises random stimuli on the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+
+from .equations import Expression, Printer, Statement, parse_expression
+from .errors import SpecError
+from .spec.network import (
+    Discretization,
+    Network,
+    PoissonSpikes,
+    Population,
+    Projection,
+    SpikeArray,
+    SpikeProbe,
+    StateProbe,
+)
+
+#: The ordered phases of one time step t. Every backend executes exactly these, in this order.
+PHASES = (
+    "deliver",    # ring-buffer slot t -> ports (w * scale); external currents of step t -> inputs
+    "reset_prev",  # reset_mode 'next_step' only: reset neurons that spiked in step t-1
+    "integrate",  # all ODEs from start-of-step values; clamped variables held while refractory
+    "threshold",  # spike where the threshold holds and the neuron was not refractory this step
+    "reset",      # reset_mode 'same_step': reset statements; refractory counter = period
+    "plasticity",  # traces decay; on_post for post spikes of step t - d; on_pre for pre spikes of t
+    "propagate",  # spikes of step t (computed and source) -> ring-buffer slot t + delay
+    "record",     # probes read spikes and state after reset
+)
+
+_FUNCS = {"exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "tanh": sympy.tanh,
+          "abs": sympy.Abs}
+
+
+# ------------------------------------------------------------------ sympy <-> grammar
+def _to_sympy(expr: Expression, symbols: dict[str, sympy.Symbol]) -> sympy.Expr:
+    import ast
+
+    def conv(n: ast.AST):
+        if isinstance(n, ast.Constant):
+            v = n.value
+            return sympy.Integer(v) if isinstance(v, int) else sympy.Float(v, 17)
+        if isinstance(n, ast.Name):
+            return symbols.setdefault(n.id, sympy.Symbol(n.id, real=True))
+        if isinstance(n, ast.BinOp):
+            a, b = conv(n.left), conv(n.right)
+            return {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+                    ast.Div: lambda: a / b, ast.Pow: lambda: a ** b}[type(n.op)]()
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub | ast.UAdd):
+            return -conv(n.operand) if isinstance(n.op, ast.USub) else conv(n.operand)
+        if isinstance(n, ast.Call) and n.func.id in _FUNCS:  # type: ignore[attr-defined]
+            return _FUNCS[n.func.id](*[conv(a) for a in n.args])  # type: ignore[attr-defined]
+        raise _Nonlinear(ast.unparse(n))
+
+    return conv(expr.tree)
+
+
+class _Nonlinear(Exception):
+    pass
+
+
+class _GrammarPrinter(sympy.printing.str.StrPrinter):
+    def _print_Abs(self, e):
+        return f"abs({self._print(e.args[0])})"
+
+    def _print_Float(self, e):
+        return repr(float(e))
+
+    def _print_Rational(self, e):
+        return f"({e.p}/{e.q})"
+
+
+def _to_expression(e: sympy.Expr, where: str) -> Expression:
+    return parse_expression(_GrammarPrinter().doprint(e), where)
+
+
+# ------------------------------------------------------------------ numeric constants
+_NUMPY = Printer(lambda n: f"env[{n!r}]", {"exp": "np.exp", "log": "np.log", "sqrt": "np.sqrt",
+                                          "tanh": "np.tanh", "abs": "np.abs", "clip": "np.clip",
+                                          "minimum": "np.minimum", "maximum": "np.maximum",
+                                          "where": "np.where"}, "array")
+
+
+def evaluate(expr: Expression, env: dict[str, np.ndarray | float]) -> np.ndarray:
+    """Evaluate a checked expression with numpy (code printed from the checked tree)."""
+    code = compile(_NUMPY(expr), "<neuromem constant>", "eval")
+    with np.errstate(all="ignore"):
+        return np.asarray(eval(code, {"np": np, "__builtins__": {}}, {"env": env}), np.float64)
+
+
+class _Hoister:
+    """Replaces parameter-only subexpressions by named constants evaluated once."""
+
+    def __init__(self, env: dict[str, np.ndarray], params: set[str], where: str, prefix: str):
+        self.env, self.params, self.where, self.prefix = env, params | {"dt"}, where, prefix
+        self.cache: dict[sympy.Expr, sympy.Symbol] = {}
+
+    def _const(self, e: sympy.Expr) -> sympy.Expr:
+        if e.is_Symbol or e.is_Number or (-e).is_Number:
+            return e
+        if e not in self.cache:
+            name = f"_{self.prefix}{len(self.cache)}"
+            value = evaluate(_to_expression(e, self.where), self.env)
+            if not np.all(np.isfinite(value)):
+                raise SpecError(f"{self.where}: {e} is not finite for the given parameters")
+            self.env[name] = value
+            self.cache[e] = sympy.Symbol(name, real=True)
+        return self.cache[e]
+
+    def __call__(self, e: sympy.Expr) -> sympy.Expr:
+        if {s.name for s in e.free_symbols} <= self.params:
+            return self._const(e)
+        if isinstance(e, sympy.Add | sympy.Mul):
+            const = [a for a in e.args if {s.name for s in a.free_symbols} <= self.params]
+            rest = [self(a) for a in e.args if a not in const]
+            if const:
+                rest.insert(0, self._const(e.func(*const)))
+            return e.func(*rest, evaluate=False)
+        if e.args:
+            return e.func(*[self(a) for a in e.args])
+        return e
+
+
+def integrate(odes: dict[str, Expression], integrator: str, hoist: _Hoister,
+              where: str) -> dict[str, Expression]:
+    """New-value expressions of one step for ``odes`` (all read start-of-step values)."""
+    out = {}
+    for var, rhs in odes.items():
+        symbols: dict[str, sympy.Symbol] = {}
+        try:
+            f = _to_sympy(rhs, symbols)
+        except _Nonlinear as exc:
+            raise SpecError(f"{where}, equation d{var}/dt: cannot integrate {exc} "
+                            "(conditionals and clip are not allowed in ODEs)") from None
+        x = symbols.setdefault(var, sympy.Symbol(var, real=True))
+        dt = symbols.setdefault("dt", sympy.Symbol("dt", real=True))
+        if integrator == "euler":
+            new = x + dt * f
+        else:
+            b = sympy.diff(f, x)
+            if x in b.free_symbols:
+                raise SpecError(f"{where}, equation d{var}/dt: not linear in {var}; the "
+                                "exponential_euler integrator needs linear ODEs (use 'euler')")
+            a = sympy.expand(f - b * x)
+            if b == 0:
+                new = x + dt * a
+            else:
+                decay = sympy.exp(b * dt)
+                new = x * decay + (-a / b) * (1 - decay)
+        out[var] = _to_expression(hoist(sympy.expand(new, mul=True, deep=False)),
+                                  f"{where}, update of {var}")
+    return out
+
+
+# ------------------------------------------------------------------ program
+@dataclass
+class PopulationProgram:
+    """One population, lowered. All arrays are per neuron (float64 unless said)."""
+
+    name: str
+    size: int
+    spike_source: bool
+    state: dict[str, np.ndarray]          # initial values
+    constants: dict[str, np.ndarray]      # parameters and hoisted constants
+    inputs: tuple[str, ...]               # external input variables (zero unless driven)
+    updates: dict[str, Expression]        # new value of each integrated variable
+    clamped: tuple[str, ...]
+    threshold: Expression | None
+    threshold_margin: Expression | None   # lhs - rhs of a '>=' / '>' threshold (surrogates)
+    reset: tuple[Statement, ...]
+    refractory_steps: np.ndarray          # int64
+    ports: dict[str, tuple[str, str]]     # port -> (state variable, constant name of scale)
+    stimulus: SpikeArray | PoissonSpikes | None
+    dt: float
+
+    def stimulus_raster(self, t0: int, steps: int) -> np.ndarray | None:
+        """Spikes of this population's stimulus in steps [t0, t0+steps) as bool (steps, size)."""
+        return stimulus_raster(self.stimulus, self.size, self.dt, t0, steps)
+
+
+@dataclass
+class PlasticityProgram:
+    rule: str
+    delay: int                                   # steps; post events reach the synapse after it
+    constants: dict[str, np.ndarray]             # scalars stored as shape (1,)
+    pre_traces: dict[str, Expression]            # new value per step
+    post_traces: dict[str, Expression]
+    on_pre_synapse: tuple[Statement, ...]
+    on_pre_neuron: tuple[Statement, ...]
+    on_post_synapse: tuple[Statement, ...]
+    on_post_neuron: tuple[Statement, ...]
+
+
+@dataclass
+class ProjectionProgram:
+    """CSR by pre neuron; within a row synapses are sorted by delay then post index."""
+
+    name: str
+    pre: str
+    post: str
+    port: str
+    indptr: np.ndarray       # int64 (n_pre + 1)
+    post_index: np.ndarray   # int64 (n_syn)
+    delay: np.ndarray        # int64 (n_syn)
+    weight: np.ndarray       # float64 (n_syn), initial
+    order: np.ndarray        # spec synapse k is stored at position order[k]
+    delays: tuple[int, ...]  # the delay buckets present
+    plasticity: PlasticityProgram | None
+
+
+@dataclass
+class Program:
+    name: str
+    dt: float
+    reset_mode: str
+    populations: dict[str, PopulationProgram]
+    projections: dict[str, ProjectionProgram]
+    currents: dict[tuple[str, str], np.ndarray]   # (population, variable) -> (steps|1, size)
+    spike_probes: tuple[str, ...]
+    state_probes: tuple[tuple[str, str, np.ndarray], ...]
+    max_delay: int
+    phases: tuple[str, ...] = field(default=PHASES)
+
+    def buffer_length(self) -> int:
+        """Ring-buffer slots: enough for the longest delay and the plasticity history."""
+        return self.max_delay + 1
+
+
+def stimulus_raster(stim, size: int, dt: float, t0: int, steps: int) -> np.ndarray | None:
+    if stim is None:
+        return None
+    out = np.zeros((steps, size), dtype=bool)
+    if isinstance(stim, SpikeArray):
+        sel = (stim.steps >= t0) & (stim.steps < t0 + steps)
+        out[stim.steps[sel] - t0, stim.neurons[sel]] = True
+        return out
+    # Poisson: drawn in fixed blocks seeded by (seed, block) so chunked runs see the same spikes
+    p = stim.rate_hz * dt / 1000.0
+    block = 1024
+    for b in range(t0 // block, (t0 + steps - 1) // block + 1):
+        draws = np.random.default_rng([int(stim.seed), b]).random((block, size)) < p
+        lo, hi = max(t0, b * block), min(t0 + steps, (b + 1) * block)
+        out[lo - t0:hi - t0] = draws[lo - b * block:hi - b * block]
+    stop = stim.stop if stim.stop is not None else t0 + steps
+    t = np.arange(t0, t0 + steps)
+    out[(t < stim.start) | (t >= stop)] = False
+    return out
+
+
+def _lower_population(p: Population, disc: Discretization) -> PopulationProgram:
+    m = p.model
+    where = f"population {p.name!r} (model {m.name!r})"
+    env: dict[str, np.ndarray] = {k: np.array(v) for k, v in p.params.items()}
+    env["dt"] = np.float64(disc.dt)
+    hoist = _Hoister(env, set(p.params), where, "k")
+    updates = integrate(m.ode_expressions(), disc.integrator, hoist, where)
+    ports = {}
+    for port, (var, scale) in m.port_scales().items():
+        name = f"_port_{port}"
+        env[name] = np.broadcast_to(evaluate(scale, env), (p.size,)).astype(np.float64)
+        ports[port] = (var, name)
+    thr = m.threshold_expression()
+    margin = None
+    if thr is not None:
+        import ast
+
+        t = thr.tree
+        if isinstance(t, ast.Compare) and isinstance(t.ops[0], ast.GtE | ast.Gt):
+            margin = parse_expression(
+                f"({ast.unparse(t.left)}) - ({ast.unparse(t.comparators[0])})", where)
+    refr = np.zeros(p.size, dtype=np.int64)
+    if m.refractory is not None:
+        refr = np.ceil(p.params[m.refractory] / disc.dt - 1e-9).astype(np.int64)
+    del env["dt"]
+    return PopulationProgram(
+        name=p.name, size=p.size, spike_source=m.spike_source,
+        state={k: np.array(v, dtype=np.float64) for k, v in p.initial.items()},
+        constants={k: np.broadcast_to(v, (p.size,)).astype(np.float64) for k, v in env.items()},
+        inputs=m.inputs, updates=updates, clamped=m.clamped, threshold=thr,
+        threshold_margin=margin, reset=m.reset_statements(), refractory_steps=refr, ports=ports,
+        stimulus=p.stimulus, dt=disc.dt)
+
+
+def _lower_plasticity(pr: Projection, disc: Discretization) -> PlasticityProgram:
+    rule = pr.plasticity
+    assert rule is not None
+    where = f"projection {pr.name!r}, plasticity rule {rule.name!r}"
+    env = {k: np.array([v]) for k, v in pr.plasticity_params.items()}
+    env["dt"] = np.float64(disc.dt)
+    hoist = _Hoister(env, set(pr.plasticity_params), where, "p")
+    odes = rule.trace_odes()
+    pre = integrate({k: odes[k] for k in rule.pre_traces}, disc.integrator, hoist, where)
+    post = integrate({k: odes[k] for k in rule.post_traces}, disc.integrator, hoist, where)
+    del env["dt"]
+    pre_syn, pre_neu = rule.pre_statements()
+    post_syn, post_neu = rule.post_statements()
+    return PlasticityProgram(
+        rule=rule.name, delay=int(pr.delay[0]) if pr.delay.size else 1,
+        constants={k: np.asarray(v, np.float64).reshape(1) for k, v in env.items()},
+        pre_traces=pre, post_traces=post, on_pre_synapse=pre_syn, on_pre_neuron=pre_neu,
+        on_post_synapse=post_syn, on_post_neuron=post_neu)
+
+
+def _lower_projection(pr: Projection, n_pre: int, disc: Discretization) -> ProjectionProgram:
+    order = np.lexsort((pr.post_index, pr.delay, pr.pre_index))
+    counts = np.bincount(pr.pre_index, minlength=n_pre)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    return ProjectionProgram(
+        name=pr.name, pre=pr.pre, post=pr.post, port=pr.port, indptr=indptr,
+        post_index=pr.post_index[order].astype(np.int64), delay=pr.delay[order].astype(np.int64),
+        weight=np.array(pr.weight[order], dtype=np.float64), order=position,
+        delays=tuple(int(d) for d in np.unique(pr.delay)),
+        plasticity=_lower_plasticity(pr, disc) if pr.plasticity is not None else None)
+
+
+def lower(net: Network) -> Program:
+    """Lower a validated network to a :class:`Program`."""
+    disc = net.discretization
+    pops = {p.name: _lower_population(p, disc) for p in net.populations}
+    projs = {pr.name: _lower_projection(pr, net.population(pr.pre).size, disc)
+             for pr in net.projections}
+    currents: dict[tuple[str, str], np.ndarray] = {}
+    for c in net.currents:
+        v = c.values if c.values.ndim == 2 else c.values[None, :]
+        key = (c.population, c.variable)
+        if key in currents:
+            raise SpecError(f"current input: two inputs drive {c.population}.{c.variable}")
+        currents[key] = v
+    max_delay = max([int(pr.delay.max()) for pr in net.projections if pr.delay.size] + [1])
+    state_probes = []
+    for pb in net.probes:
+        if isinstance(pb, StateProbe):
+            idx = np.arange(pops[pb.population].size) if pb.indices is None \
+                else np.asarray(pb.indices, dtype=np.int64)
+            state_probes.append((pb.population, pb.variable, idx))
+    return Program(
+        name=net.name, dt=disc.dt, reset_mode=disc.reset_mode, populations=pops,
+        projections=projs, currents=currents,
+        spike_probes=tuple(dict.fromkeys(pb.population for pb in net.probes
+                                         if isinstance(pb, SpikeProbe))),
+        state_probes=tuple(state_probes), max_delay=max_delay)

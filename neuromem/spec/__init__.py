@@ -1,0 +1,24 @@
+"""The network specification: what a network is, independent of how it is simulated."""
+
+from .connectivity import all_but_self, all_to_all, fixed_probability, one_to_one
+from .io import load, save
+from .library import hebbian, if_curr_exp, nir_cuba_lif, nir_lif, spike_source, stdp_pair
+from .models import NeuronModel, PlasticityRule
+from .network import (
+    CurrentInput,
+    Discretization,
+    Network,
+    PoissonSpikes,
+    Population,
+    Projection,
+    SpikeArray,
+    SpikeProbe,
+    StateProbe,
+)
+
+__all__ = [
+    "CurrentInput", "Discretization", "Network", "NeuronModel", "PlasticityRule", "PoissonSpikes",
+    "Population", "Projection", "SpikeArray", "SpikeProbe", "StateProbe", "all_but_self",
+    "all_to_all", "fixed_probability", "hebbian", "if_curr_exp", "load", "nir_cuba_lif", "nir_lif",
+    "one_to_one", "save", "spike_source", "stdp_pair",
+]

@@ -1,0 +1,251 @@
+"""Neuron models and plasticity rules, written once as equations.
+
+Units follow one consistent system so that no conversion factors appear in equations:
+time ms, voltage mV, current nA, capacitance nF, resistance MOhm, rate Hz (converted where used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..equations import Expression, Statement, parse_expression, parse_statements
+from ..errors import SpecError
+
+#: Names every equation may read besides its model's own variables.
+BUILTINS = frozenset({"dt"})
+
+
+def _freeze(d: dict[str, Any] | None) -> dict[str, Any]:
+    return dict(d or {})
+
+
+@dataclass(frozen=True)
+class NeuronModel:
+    """A point-neuron model given as equations.
+
+    Parameters
+    ----------
+    name : str
+        Model name (appears in error messages and saved files).
+    state : dict[str, tuple[str, float]]
+        State variable -> (unit, default initial value).
+    params : dict[str, tuple[str, float | None]]
+        Parameter -> (unit, default value or None when it must be given).
+    odes : dict[str, str]
+        State variable -> right-hand side of ``d var / dt`` (units of var per ms).
+    threshold : str or None
+        Boolean expression; a neuron spikes in a step where it is true. ``None``: never spikes.
+    reset : str
+        Statements applied to a neuron in the step it spikes (e.g. ``"v = v_reset"``).
+    refractory : str or None
+        Parameter holding the refractory period (ms); it lasts ``ceil(period / dt)`` steps.
+    clamped : tuple of str
+        State variables that are not integrated while refractory (usually the membrane).
+    ports : dict[str, tuple[str, str]]
+        Synaptic port -> (state variable, scale expression). An event of weight ``w`` arriving at
+        the port adds ``w * scale`` to the variable (scale may read params and ``dt``).
+    inputs : tuple of str
+        External input variables (e.g. ``i_ext``, nA); zero unless a current stimulus drives them.
+    spike_source : bool
+        True for populations whose spikes are given (stimulus or run-time input), not computed.
+    """
+
+    name: str
+    state: dict[str, tuple[str, float]] = field(default_factory=dict)
+    params: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    odes: dict[str, str] = field(default_factory=dict)
+    threshold: str | None = None
+    reset: str | None = None
+    refractory: str | None = None
+    clamped: tuple[str, ...] = ()
+    ports: dict[str, tuple[str, str]] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    spike_source: bool = False
+
+    def __post_init__(self) -> None:
+        where = f"neuron model {self.name!r}"
+        for d in ("state", "params", "odes", "ports"):
+            object.__setattr__(self, d, _freeze(getattr(self, d)))
+        object.__setattr__(self, "clamped", tuple(self.clamped))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        clash = (set(self.state) & set(self.params)) | (set(self.inputs) & (set(self.state)
+                                                                          | set(self.params)))
+        if clash:
+            raise SpecError(f"{where}: name(s) {sorted(clash)} used twice")
+        for n in (*self.state, *self.params, *self.inputs):
+            if not n.isidentifier() or n.startswith("_") or n in BUILTINS:
+                raise SpecError(f"{where}: invalid variable name {n!r}")
+        for var in self.odes:
+            if var not in self.state:
+                raise SpecError(f"{where}: equation for {var!r}, which is not a state variable")
+        for var in self.clamped:
+            if var not in self.state:
+                raise SpecError(f"{where}: clamped variable {var!r} is not a state variable")
+        if self.refractory is not None and self.refractory not in self.params:
+            raise SpecError(f"{where}: refractory parameter {self.refractory!r} is not a parameter")
+        for port, (var, _) in self.ports.items():
+            if var not in self.state:
+                raise SpecError(f"{where}: port {port!r} targets {var!r}, not a state variable")
+        # parse everything once so that errors surface on construction
+        self.ode_expressions()
+        self.threshold_expression()
+        self.reset_statements()
+        self.port_scales()
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.state) | frozenset(self.params) | frozenset(self.inputs) | BUILTINS
+
+    def ode_expressions(self) -> dict[str, Expression]:
+        return {
+            v: parse_expression(rhs, f"neuron model {self.name!r}, equation d{v}/dt", self.names)
+            for v, rhs in self.odes.items()
+        }
+
+    def threshold_expression(self) -> Expression | None:
+        if self.threshold is None:
+            return None
+        return parse_expression(self.threshold, f"neuron model {self.name!r}, threshold",
+                                self.names)
+
+    def reset_statements(self) -> tuple[Statement, ...]:
+        if not self.reset:
+            return ()
+        return parse_statements(self.reset, f"neuron model {self.name!r}, reset", self.names,
+                                targets=self.state)
+
+    def port_scales(self) -> dict[str, tuple[str, Expression]]:
+        known = frozenset(self.params) | BUILTINS
+        return {
+            p: (var, parse_expression(scale, f"neuron model {self.name!r}, port {p!r}", known))
+            for p, (var, scale) in self.ports.items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": {k: list(v) for k, v in self.state.items()},
+            "params": {k: list(v) for k, v in self.params.items()},
+            "odes": dict(self.odes),
+            "threshold": self.threshold,
+            "reset": self.reset,
+            "refractory": self.refractory,
+            "clamped": list(self.clamped),
+            "ports": {k: list(v) for k, v in self.ports.items()},
+            "inputs": list(self.inputs),
+            "spike_source": self.spike_source,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NeuronModel:
+        return cls(
+            name=d["name"],
+            state={k: (v[0], v[1]) for k, v in d["state"].items()},
+            params={k: (v[0], v[1]) for k, v in d["params"].items()},
+            odes=d["odes"],
+            threshold=d["threshold"],
+            reset=d["reset"],
+            refractory=d["refractory"],
+            clamped=tuple(d["clamped"]),
+            ports={k: (v[0], v[1]) for k, v in d["ports"].items()},
+            inputs=tuple(d["inputs"]),
+            spike_source=d["spike_source"],
+        )
+
+
+@dataclass(frozen=True)
+class PlasticityRule:
+    """A spike-timing plasticity rule with per-neuron traces.
+
+    Traces live on neurons, not synapses (all-to-all pairing, which per-synapse traces give too
+    when a projection has one delay). In each step, after threshold/reset: traces integrate their
+    ODEs, then ``on_post`` runs for every synapse whose post-neuron event is due, then ``on_pre``
+    for every synapse whose pre neuron spiked this step (see docs/architecture.md for timing).
+
+    Parameters
+    ----------
+    name : str
+    params : dict[str, tuple[str, float | None]]
+        Parameter -> (unit, default).
+    pre_traces, post_traces : dict[str, str]
+        Trace -> right-hand side of its ODE (e.g. ``"-apre / tau_plus"``); initial value 0.
+    on_pre, on_post : str
+        Statements. They may assign ``w`` and the traces of their own side and read ``w``,
+        all traces and parameters. Assignments to ``w`` run per synapse, to traces per neuron
+        (after the synapse statements).
+    """
+
+    name: str
+    params: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    pre_traces: dict[str, str] = field(default_factory=dict)
+    post_traces: dict[str, str] = field(default_factory=dict)
+    on_pre: str = ""
+    on_post: str = ""
+
+    def __post_init__(self) -> None:
+        for d in ("params", "pre_traces", "post_traces"):
+            object.__setattr__(self, d, _freeze(getattr(self, d)))
+        where = f"plasticity rule {self.name!r}"
+        names = [*self.params, *self.pre_traces, *self.post_traces, "w"]
+        if len(set(names)) != len(names):
+            raise SpecError(f"{where}: a name is used twice among {names}")
+        self.trace_odes()
+        self.pre_statements()
+        self.post_statements()
+
+    @property
+    def names(self) -> frozenset[str]:
+        return (frozenset(self.params) | frozenset(self.pre_traces) | frozenset(self.post_traces)
+                | {"w"} | BUILTINS)
+
+    def trace_odes(self) -> dict[str, Expression]:
+        out = {}
+        for side, traces in (("pre", self.pre_traces), ("post", self.post_traces)):
+            own = frozenset(traces) | frozenset(self.params) | BUILTINS
+            for tr, rhs in traces.items():
+                out[tr] = parse_expression(rhs, f"plasticity rule {self.name!r}, {side} trace "
+                                                f"{tr!r}", own)
+        return out
+
+    def _statements(self, text: str, side: str, own: dict[str, str]):
+        if not text:
+            return (), ()
+        stmts = parse_statements(text, f"plasticity rule {self.name!r}, on_{side}", self.names,
+                                 targets={"w", *own})
+        synaptic = tuple(s for s in stmts if s.target == "w")
+        neuronal = tuple(s for s in stmts if s.target != "w")
+        for s in neuronal:
+            if "w" in s.value.names:
+                raise SpecError(f"plasticity rule {self.name!r}, on_{side}: trace {s.target!r} "
+                                "cannot depend on the weight w")
+        return synaptic, neuronal
+
+    def pre_statements(self):
+        """(per-synapse statements, per-pre-neuron trace statements) run on a pre spike."""
+        return self._statements(self.on_pre, "pre", self.pre_traces)
+
+    def post_statements(self):
+        """(per-synapse statements, per-post-neuron trace statements) run on a post event."""
+        return self._statements(self.on_post, "post", self.post_traces)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params": {k: list(v) for k, v in self.params.items()},
+            "pre_traces": dict(self.pre_traces),
+            "post_traces": dict(self.post_traces),
+            "on_pre": self.on_pre,
+            "on_post": self.on_post,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PlasticityRule:
+        return cls(
+            name=d["name"],
+            params={k: (v[0], v[1]) for k, v in d["params"].items()},
+            pre_traces=d["pre_traces"],
+            post_traces=d["post_traces"],
+            on_pre=d["on_pre"],
+            on_post=d["on_post"],
+        )

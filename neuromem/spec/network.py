@@ -1,0 +1,411 @@
+"""Network specification: populations, projections, stimuli, probes and the discretisation.
+
+Pure data, immutable after construction, validated on construction. Arrays are stored read-only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import SpecError
+from .models import NeuronModel, PlasticityRule
+
+Scalar = float | int
+ArrayLike = Any
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+def _int_array(x: ArrayLike, where: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise SpecError(f"{where}: expected a 1-d integer array, got shape {a.shape}")
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+            raise SpecError(f"{where}: expected integers, got {a.dtype} values")
+    return _readonly(a.astype(np.int64))
+
+
+def _float_array(x: ArrayLike, n: int, where: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 0:
+        a = np.full(n, float(a))
+    if a.shape != (n,):
+        raise SpecError(f"{where}: size mismatch, expected {n} values, got shape {a.shape}")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise SpecError(f"{where}: non-finite value {a[bad][0]} at index {int(np.argmax(bad))}")
+    return _readonly(a)
+
+
+@dataclass(frozen=True)
+class Discretization:
+    """How continuous equations become time steps. Required: simulators disagree exactly here.
+
+    Parameters
+    ----------
+    dt : float
+        Time step (ms).
+    integrator : {"exponential_euler", "euler"}
+        ``exponential_euler``: each variable is integrated exactly with the others held at their
+        start-of-step values (sPyNNaker's and Brian2's scheme; exact for linear ODEs driven by
+        piecewise-constant input). ``euler``: forward Euler.
+    reset_mode : {"same_step", "next_step"}
+        ``same_step``: the reset is applied in the step of the spike (PyNN, Brian2, sPyNNaker).
+        ``next_step``: applied at the start of the following step (snnTorch/NIR-style).
+    delay_semantics : {"deliver_before_integration"}
+        A spike emitted in step t through a delay of d >= 1 steps is added to its port at the
+        start of step t + d, before that step's integration.
+    rng : {"host_pregenerated"}
+        Random spike trains are drawn on the host from numpy's PCG64 with the stimulus seed, so
+        every backend sees the same spikes.
+    """
+
+    dt: float
+    integrator: Literal["exponential_euler", "euler"] = "exponential_euler"
+    reset_mode: Literal["same_step", "next_step"] = "same_step"
+    delay_semantics: Literal["deliver_before_integration"] = "deliver_before_integration"
+    rng: Literal["host_pregenerated"] = "host_pregenerated"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dt, int | float) or not math.isfinite(self.dt) or self.dt <= 0:
+            raise SpecError(f"discretization: dt must be a positive number of ms, got {self.dt!r}")
+        for name, allowed in (
+            ("integrator", ("exponential_euler", "euler")),
+            ("reset_mode", ("same_step", "next_step")),
+            ("delay_semantics", ("deliver_before_integration",)),
+            ("rng", ("host_pregenerated",)),
+        ):
+            if getattr(self, name) not in allowed:
+                raise SpecError(f"discretization: {name} {getattr(self, name)!r} is not one of "
+                                f"{allowed}")
+
+    def steps(self, t_ms: float) -> int:
+        """Convert a duration in ms to a whole number of steps (error if not a multiple of dt)."""
+        k = round(t_ms / self.dt)
+        if abs(k * self.dt - t_ms) > 1e-9 * max(1.0, abs(t_ms)):
+            raise SpecError(f"discretization: {t_ms} ms is not a whole number of dt={self.dt} ms")
+        return k
+
+
+# ------------------------------------------------------------------------------------ stimuli
+@dataclass(frozen=True)
+class SpikeArray:
+    """Given spikes of a spike source: neuron ``neurons[k]`` fires in step ``steps[k]``."""
+
+    steps: np.ndarray
+    neurons: np.ndarray
+
+    def __post_init__(self) -> None:
+        s = _int_array(self.steps, "spike array steps")
+        n = _int_array(self.neurons, "spike array neurons")
+        if s.shape != n.shape:
+            raise SpecError(f"spike array: size mismatch, {s.size} steps but {n.size} neurons")
+        if s.size and s.min() < 0:
+            raise SpecError(f"spike array: negative step {int(s.min())}")
+        object.__setattr__(self, "steps", s)
+        object.__setattr__(self, "neurons", n)
+
+    @classmethod
+    def from_raster(cls, raster: ArrayLike) -> SpikeArray:
+        """From a boolean (steps, neurons) raster."""
+        r = np.asarray(raster, dtype=bool)
+        steps, neurons = np.nonzero(r)
+        return cls(steps, neurons)
+
+
+@dataclass(frozen=True)
+class PoissonSpikes:
+    """Poisson spike trains: each step a neuron fires with probability ``rate_hz * dt / 1000``.
+
+    Drawn on the host (numpy PCG64, ``seed``) over steps ``[start, stop)``.
+    """
+
+    rate_hz: float
+    seed: int
+    start: int = 0
+    stop: int | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.rate_hz) or self.rate_hz < 0:
+            raise SpecError(f"poisson stimulus: rate must be >= 0 Hz, got {self.rate_hz}")
+        if not isinstance(self.seed, int | np.integer):
+            raise SpecError(f"poisson stimulus: seed must be an integer, got {self.seed!r}")
+        if self.start < 0 or (self.stop is not None and self.stop < self.start):
+            raise SpecError(f"poisson stimulus: bad step window [{self.start}, {self.stop})")
+
+
+@dataclass(frozen=True)
+class CurrentInput:
+    """Drives an external input variable of a population (e.g. ``i_ext`` in nA).
+
+    ``values`` is (steps, size) — one row per step from step 0, zero afterwards — or (size,)
+    for a constant drive.
+    """
+
+    population: str
+    variable: str
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.values, dtype=np.float64)
+        if v.ndim not in (1, 2):
+            raise SpecError(f"current input to {self.population!r}: values must be 1-d or 2-d")
+        if not np.all(np.isfinite(v)):
+            raise SpecError(f"current input to {self.population!r}: non-finite values")
+        object.__setattr__(self, "values", _readonly(v))
+
+
+# ------------------------------------------------------------------------------------ probes
+@dataclass(frozen=True)
+class SpikeProbe:
+    """Records the spikes of a population."""
+
+    population: str
+
+
+@dataclass(frozen=True)
+class StateProbe:
+    """Records a state variable of a population in every step, after reset."""
+
+    population: str
+    variable: str
+    indices: tuple[int, ...] | None = None
+
+
+# ------------------------------------------------------------------------------------ nodes
+@dataclass(frozen=True)
+class Population:
+    """A group of neurons of one model.
+
+    Parameters
+    ----------
+    name : str
+    size : int
+    model : NeuronModel
+    params : dict
+        Parameter values (scalars or per-neuron arrays) overriding the model defaults.
+    initial : dict
+        Initial state values overriding the model defaults.
+    stimulus : SpikeArray or PoissonSpikes, optional
+        Only for spike-source models; without one, spikes are given to ``run`` as inputs.
+    """
+
+    name: str
+    size: int
+    model: NeuronModel
+    params: dict[str, Any] = field(default_factory=dict)
+    initial: dict[str, Any] = field(default_factory=dict)
+    stimulus: SpikeArray | PoissonSpikes | None = None
+
+    def __post_init__(self) -> None:
+        where = f"population {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise SpecError(f"{where}: name must be an identifier")
+        if not isinstance(self.size, int | np.integer) or self.size <= 0:
+            raise SpecError(f"{where}: size must be a positive integer, got {self.size!r}")
+        object.__setattr__(self, "size", int(self.size))
+        params = {}
+        for k, v in self.params.items():
+            if k not in self.model.params:
+                raise SpecError(f"{where}: unknown parameter {k!r} for model "
+                                f"{self.model.name!r} (has {', '.join(self.model.params)})")
+            params[k] = _float_array(v, self.size, f"{where}, parameter {k!r}")
+        for k, (_, default) in self.model.params.items():
+            if k not in params:
+                if default is None:
+                    raise SpecError(f"{where}: parameter {k!r} of model {self.model.name!r} "
+                                    "has no default and was not given")
+                params[k] = _float_array(default, self.size, f"{where}, parameter {k!r}")
+        initial = {}
+        for k, v in self.initial.items():
+            if k not in self.model.state:
+                raise SpecError(f"{where}: unknown state variable {k!r} for model "
+                                f"{self.model.name!r}")
+            initial[k] = _float_array(v, self.size, f"{where}, initial {k!r}")
+        for k, (_, default) in self.model.state.items():
+            initial.setdefault(k, _float_array(default, self.size, f"{where}, initial {k!r}"))
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "initial", initial)
+        if self.stimulus is not None:
+            if not self.model.spike_source:
+                raise SpecError(f"{where}: a spike stimulus needs a spike-source model, not "
+                                f"{self.model.name!r}")
+            if isinstance(self.stimulus, SpikeArray) and self.stimulus.neurons.size:
+                hi = int(self.stimulus.neurons.max())
+                if hi >= self.size or int(self.stimulus.neurons.min()) < 0:
+                    raise SpecError(f"{where}: spike array names neuron {hi}, size is "
+                                    f"{self.size}")
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Synapses from ``pre`` to ``post``: explicit index arrays, weights and integer delays.
+
+    Parameters
+    ----------
+    name : str
+    pre, post : str
+        Population names.
+    pre_index, post_index : array of int
+        One entry per synapse.
+    weight : float or array
+        Per synapse (units of the port's variable before scaling, e.g. nA).
+    delay : int or array of int
+        Per synapse, in steps (>= 1).
+    port : str
+        Port of the post model that receives the events (e.g. ``"exc"``).
+    plasticity : PlasticityRule, optional
+    plasticity_params : dict
+        Values for the rule's parameters (scalars).
+    """
+
+    name: str
+    pre: str
+    post: str
+    pre_index: np.ndarray
+    post_index: np.ndarray
+    weight: Any
+    delay: Any = 1
+    port: str = "exc"
+    plasticity: PlasticityRule | None = None
+    plasticity_params: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"projection {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise SpecError(f"{where}: name must be an identifier")
+        pre = _int_array(self.pre_index, f"{where}, pre_index")
+        post = _int_array(self.post_index, f"{where}, post_index")
+        if pre.shape != post.shape:
+            raise SpecError(f"{where}: size mismatch, {pre.size} pre indices but {post.size} "
+                            "post indices")
+        n = pre.size
+        weight = _float_array(self.weight, n, f"{where}, weight")
+        d = np.asarray(self.delay)
+        if d.ndim == 0:
+            d = np.full(n, d)
+        delay = _int_array(d, f"{where}, delay")
+        if delay.shape != (n,):
+            raise SpecError(f"{where}: size mismatch, expected {n} delays, got {delay.size}")
+        if n and delay.min() < 1:
+            raise SpecError(f"{where}: delay {int(delay.min())} steps; delays must be >= 1 step "
+                            "(a spike cannot act within the step that emits it)")
+        for k, v in (("pre_index", pre), ("post_index", post), ("weight", weight),
+                     ("delay", delay)):
+            object.__setattr__(self, k, v)
+        if self.plasticity is not None:
+            rule = self.plasticity
+            params = {}
+            for k, v in self.plasticity_params.items():
+                if k not in rule.params:
+                    raise SpecError(f"{where}: unknown parameter {k!r} of plasticity rule "
+                                    f"{rule.name!r}")
+                if not math.isfinite(float(v)):
+                    raise SpecError(f"{where}: plasticity parameter {k!r} is {v}")
+                params[k] = float(v)
+            for k, (_, default) in rule.params.items():
+                if k not in params:
+                    if default is None:
+                        raise SpecError(f"{where}: plasticity parameter {k!r} not given")
+                    params[k] = float(default)
+            object.__setattr__(self, "plasticity_params", params)
+            if n and np.any(delay != delay[0]):
+                raise SpecError(f"{where}: a plastic projection needs one delay for all synapses "
+                                "(spike timing is measured through it)")
+        elif self.plasticity_params:
+            raise SpecError(f"{where}: plasticity_params given without a plasticity rule")
+
+
+@dataclass(frozen=True)
+class Network:
+    """A whole network; validated on construction.
+
+    Parameters
+    ----------
+    name : str
+    discretization : Discretization
+    populations, projections : sequence
+    currents : sequence of CurrentInput
+    probes : sequence of SpikeProbe / StateProbe
+    """
+
+    name: str
+    discretization: Discretization
+    populations: tuple[Population, ...]
+    projections: tuple[Projection, ...] = ()
+    currents: tuple[CurrentInput, ...] = ()
+    probes: tuple[SpikeProbe | StateProbe, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.discretization, Discretization):
+            raise SpecError(f"network {self.name!r}: a Discretization is required (dt, "
+                            "integrator, reset mode, delay semantics, RNG policy)")
+        for k in ("populations", "projections", "currents", "probes"):
+            object.__setattr__(self, k, tuple(getattr(self, k)))
+        pops: dict[str, Population] = {}
+        for p in self.populations:
+            if not isinstance(p, Population):
+                raise SpecError(f"network {self.name!r}: {p!r} is not a Population")
+            if p.name in pops:
+                raise SpecError(f"network {self.name!r}: two populations named {p.name!r}")
+            pops[p.name] = p
+        names = set()
+        for pr in self.projections:
+            where = f"projection {pr.name!r}"
+            if pr.name in names or pr.name in pops:
+                raise SpecError(f"network {self.name!r}: name {pr.name!r} used twice")
+            names.add(pr.name)
+            for side, pname, idx in (("pre", pr.pre, pr.pre_index),
+                                     ("post", pr.post, pr.post_index)):
+                if pname not in pops:
+                    raise SpecError(f"{where}: undefined {side} population {pname!r}")
+                if idx.size and (idx.min() < 0 or idx.max() >= pops[pname].size):
+                    bad = int(idx.max() if idx.max() >= pops[pname].size else idx.min())
+                    raise SpecError(f"{where}: {side} index {bad} out of range for population "
+                                    f"{pname!r} of size {pops[pname].size}")
+            post_model = pops[pr.post].model
+            if pr.port not in post_model.ports:
+                raise SpecError(f"{where}: population {pr.post!r} (model {post_model.name!r}) has "
+                                f"no port {pr.port!r}; ports: {', '.join(post_model.ports)}")
+        for c in self.currents:
+            if c.population not in pops:
+                raise SpecError(f"current input: undefined population {c.population!r}")
+            p = pops[c.population]
+            if c.variable not in p.model.inputs:
+                raise SpecError(f"current input to {p.name!r}: {c.variable!r} is not an input "
+                                f"variable of model {p.model.name!r} (inputs: {p.model.inputs})")
+            if c.values.shape[-1] != p.size:
+                raise SpecError(f"current input to {p.name!r}: size mismatch, {c.values.shape[-1]}"
+                                f" columns for {p.size} neurons")
+        for pb in self.probes:
+            if pb.population not in pops:
+                raise SpecError(f"probe: undefined population {pb.population!r}")
+            if isinstance(pb, StateProbe):
+                model = pops[pb.population].model
+                if pb.variable not in model.state:
+                    raise SpecError(f"state probe on {pb.population!r}: {pb.variable!r} is not "
+                                    f"a state variable of {model.name!r}")
+                if pb.indices is not None and any(
+                        i < 0 or i >= pops[pb.population].size for i in pb.indices):
+                    raise SpecError(f"state probe on {pb.population!r}: index out of range")
+
+    def population(self, name: str) -> Population:
+        for p in self.populations:
+            if p.name == name:
+                return p
+        raise SpecError(f"network {self.name!r}: undefined population {name!r}")
+
+    def projection(self, name: str) -> Projection:
+        for p in self.projections:
+            if p.name == name:
+                return p
+        raise SpecError(f"network {self.name!r}: undefined projection {name!r}")
