@@ -138,7 +138,8 @@ def parse_statements(
     known = set(known) if known is not None else None
     targets = set(targets) if targets is not None else None
     try:
-        module = ast.parse(text.replace(";", "\n").strip())
+        lines = [ln.strip() for ln in text.replace(";", "\n").splitlines()]
+        module = ast.parse("\n".join(ln for ln in lines if ln))
     except SyntaxError as exc:
         raise SpecError(f"{where}: cannot parse {text!r}: {exc.msg}") from None
     out = []

@@ -34,7 +34,7 @@ PHASES = (
     "integrate",  # all ODEs from start-of-step values; clamped variables held while refractory
     "threshold",  # spike where the threshold holds and the neuron was not refractory this step
     "reset",      # reset_mode 'same_step': reset statements; refractory counter = period
-    "plasticity",  # traces decay; on_post for post spikes of step t - d; on_pre for pre spikes of t
+    "plasticity",  # traces decay; on_post (synapses), on_pre (synapses), then trace statements
     "propagate",  # spikes of step t (computed and source) -> ring-buffer slot t + delay
     "record",     # probes read spikes and state after reset
 )
@@ -192,7 +192,6 @@ class PopulationProgram:
 @dataclass
 class PlasticityProgram:
     rule: str
-    delay: int                                   # steps; post events reach the synapse after it
     constants: dict[str, np.ndarray]             # scalars stored as shape (1,)
     pre_traces: dict[str, Expression]            # new value per step
     post_traces: dict[str, Expression]
@@ -216,6 +215,9 @@ class ProjectionProgram:
     weight: np.ndarray       # float64 (n_syn), initial
     order: np.ndarray        # spec synapse k is stored at position order[k]
     delays: tuple[int, ...]  # the delay buckets present
+    pre_index: np.ndarray    # int64 (n_syn): the row of each stored synapse
+    post_indptr: np.ndarray  # int64 (n_post + 1): incoming synapses of post neuron j are
+    by_post: np.ndarray      # by_post[post_indptr[j]:post_indptr[j+1]] (positions, CSR order)
     plasticity: PlasticityProgram | None
 
 
@@ -306,23 +308,30 @@ def _lower_plasticity(pr: Projection, disc: Discretization) -> PlasticityProgram
     pre_syn, pre_neu = rule.pre_statements()
     post_syn, post_neu = rule.post_statements()
     return PlasticityProgram(
-        rule=rule.name, delay=int(pr.delay[0]) if pr.delay.size else 1,
+        rule=rule.name,
         constants={k: np.asarray(v, np.float64).reshape(1) for k, v in env.items()},
         pre_traces=pre, post_traces=post, on_pre_synapse=pre_syn, on_pre_neuron=pre_neu,
         on_post_synapse=post_syn, on_post_neuron=post_neu)
 
 
-def _lower_projection(pr: Projection, n_pre: int, disc: Discretization) -> ProjectionProgram:
+def _indptr(index: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(np.bincount(index, minlength=n))]).astype(np.int64)
+
+
+def _lower_projection(pr: Projection, n_pre: int, n_post: int,
+                      disc: Discretization) -> ProjectionProgram:
     order = np.lexsort((pr.post_index, pr.delay, pr.pre_index))
-    counts = np.bincount(pr.pre_index, minlength=n_pre)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     position = np.empty_like(order)
     position[order] = np.arange(order.size)
+    post_index = pr.post_index[order].astype(np.int64)
     return ProjectionProgram(
-        name=pr.name, pre=pr.pre, post=pr.post, port=pr.port, indptr=indptr,
-        post_index=pr.post_index[order].astype(np.int64), delay=pr.delay[order].astype(np.int64),
+        name=pr.name, pre=pr.pre, post=pr.post, port=pr.port, indptr=_indptr(pr.pre_index, n_pre),
+        post_index=post_index, delay=pr.delay[order].astype(np.int64),
         weight=np.array(pr.weight[order], dtype=np.float64), order=position,
         delays=tuple(int(d) for d in np.unique(pr.delay)),
+        pre_index=pr.pre_index[order].astype(np.int64),
+        post_indptr=_indptr(post_index, n_post),
+        by_post=np.argsort(post_index, kind="stable").astype(np.int64),
         plasticity=_lower_plasticity(pr, disc) if pr.plasticity is not None else None)
 
 
@@ -330,7 +339,8 @@ def lower(net: Network) -> Program:
     """Lower a validated network to a :class:`Program`."""
     disc = net.discretization
     pops = {p.name: _lower_population(p, disc) for p in net.populations}
-    projs = {pr.name: _lower_projection(pr, net.population(pr.pre).size, disc)
+    projs = {pr.name: _lower_projection(pr, net.population(pr.pre).size,
+                                        net.population(pr.post).size, disc)
              for pr in net.projections}
     currents: dict[tuple[str, str], np.ndarray] = {}
     for c in net.currents:

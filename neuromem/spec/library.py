@@ -100,7 +100,8 @@ def spike_source() -> NeuronModel:
     return NeuronModel(name="spike_source", spike_source=True)
 
 
-def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False) -> PlasticityRule:
+def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False,
+              spinnaker_coincidence: bool = False) -> PlasticityRule:
     """Pair-based STDP with all-to-all pairing (PyNN ``SpikePairRule``).
 
     Potentiation on a post event: ``A_plus * exp(-dt_pair / tau_plus)``; depression on a pre
@@ -114,19 +115,30 @@ def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False)
     scale_by_w_max : bool
         Multiply A_plus and A_minus by ``w_max`` as sPyNNaker's additive rule does (then
         ``A = 6, w_max = 6`` means a step of 36).
+    spinnaker_coincidence : bool
+        sPyNNaker's pair rule skips the whole depression of a pre spike that coincides with a
+        post spike of the same step (``time_since_last_post == 0``). Off: coincident pairs
+        are simply not counted, and depression from earlier post spikes still applies.
+
+    Notes
+    -----
+    The weight is clipped after every event, in time order (sPyNNaker >= 7 does the same).
     """
     scale = " * w_max" if scale_by_w_max else ""
     if weight_dependence == "additive":
-        on_post = f"w = clip(w + A_plus{scale} * apre, w_min, w_max); apost += 1"
-        on_pre = f"w = clip(w - A_minus{scale} * apost, w_min, w_max); apre += 1"
+        potentiate = f"clip(w + A_plus{scale} * apre, w_min, w_max)"
+        depress = f"clip(w - A_minus{scale} * apost, w_min, w_max)"
     elif weight_dependence == "multiplicative":
-        on_post = f"w = clip(w + A_plus{scale} * (w_max - w) * apre, w_min, w_max); apost += 1"
-        on_pre = f"w = clip(w - A_minus{scale} * (w - w_min) * apost, w_min, w_max); apre += 1"
+        potentiate = f"clip(w + A_plus{scale} * (w_max - w) * apre, w_min, w_max)"
+        depress = f"clip(w - A_minus{scale} * (w - w_min) * apost, w_min, w_max)"
     else:
         raise ValueError(f"stdp_pair: unknown weight dependence {weight_dependence!r} "
                          "(additive, multiplicative)")
+    if spinnaker_coincidence:
+        depress = f"w if post_event else {depress}"
     return PlasticityRule(
-        name=f"stdp_pair_{weight_dependence}" + ("_scaled" if scale_by_w_max else ""),
+        name=f"stdp_pair_{weight_dependence}" + ("_scaled" if scale_by_w_max else "")
+        + ("_spinnaker" if spinnaker_coincidence else ""),
         params={
             "tau_plus": ("ms", 20.0),
             "tau_minus": ("ms", 20.0),
@@ -137,20 +149,21 @@ def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False)
         },
         pre_traces={"apre": "-apre / tau_plus"},
         post_traces={"apost": "-apost / tau_minus"},
-        on_pre=on_pre,
-        on_post=on_post,
+        on_pre=f"w = {depress}; apre += 1",
+        on_post=f"w = {potentiate}; apost += 1",
     )
 
 
 def hebbian() -> PlasticityRule:
     """Plain Hebbian rule: every pairing of a pre and a post spike potentiates, whatever the order,
-    by ``eta * exp(-|dt_pair| / tau)``; the weight is clipped to [w_min, w_max]."""
+    by ``eta * exp(-|dt_pair| / tau)`` (coincident pairs by ``eta``); the weight is clipped to
+    [w_min, w_max]."""
     return PlasticityRule(
         name="hebbian",
         params={"tau": ("ms", 20.0), "eta": ("nA", 0.01), "w_min": ("nA", 0.0),
                 "w_max": ("nA", 1.0)},
         pre_traces={"xpre": "-xpre / tau"},
         post_traces={"xpost": "-xpost / tau"},
-        on_pre="w = clip(w + eta * xpost, w_min, w_max); xpre += 1",
+        on_pre="w = clip(w + eta * (xpost + post_event), w_min, w_max); xpre += 1",
         on_post="w = clip(w + eta * xpre, w_min, w_max); xpost += 1",
     )

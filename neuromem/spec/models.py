@@ -14,6 +14,8 @@ from ..errors import SpecError
 
 #: Names every equation may read besides its model's own variables.
 BUILTINS = frozenset({"dt"})
+#: Flags synaptic plasticity statements may read: did the pre / post neuron spike this step.
+EVENT_FLAGS = frozenset({"pre_event", "post_event"})
 
 
 def _freeze(d: dict[str, Any] | None) -> dict[str, Any]:
@@ -158,10 +160,15 @@ class NeuronModel:
 class PlasticityRule:
     """A spike-timing plasticity rule with per-neuron traces.
 
-    Traces live on neurons, not synapses (all-to-all pairing, which per-synapse traces give too
-    when a projection has one delay). In each step, after threshold/reset: traces integrate their
-    ODEs, then ``on_post`` runs for every synapse whose post-neuron event is due, then ``on_pre``
-    for every synapse whose pre neuron spiked this step (see docs/architecture.md for timing).
+    Traces live on neurons, not synapses (all-to-all pairing). In each step, after
+    threshold/reset: traces integrate their ODEs; the synaptic statements of ``on_post`` run for
+    every synapse whose post neuron spiked this step, then those of ``on_pre`` for every synapse
+    whose pre neuron spiked this step; then the trace statements of both. So traces read by
+    synaptic statements never include this step's spikes: pairs at equal times count only
+    through the flags ``pre_event`` / ``post_event`` (true when the other side also spiked this
+    step). Pre spikes are timed at emission, post spikes when they occur (no dendritic delay,
+    sPyNNaker's ``backprop_delay=False``); the weight a spike carries is the one after its own
+    update. See docs/architecture.md.
 
     Parameters
     ----------
@@ -172,8 +179,7 @@ class PlasticityRule:
         Trace -> right-hand side of its ODE (e.g. ``"-apre / tau_plus"``); initial value 0.
     on_pre, on_post : str
         Statements. They may assign ``w`` and the traces of their own side and read ``w``,
-        all traces and parameters. Assignments to ``w`` run per synapse, to traces per neuron
-        (after the synapse statements).
+        all traces, parameters and the flags ``pre_event`` and ``post_event``.
     """
 
     name: str
@@ -197,7 +203,7 @@ class PlasticityRule:
     @property
     def names(self) -> frozenset[str]:
         return (frozenset(self.params) | frozenset(self.pre_traces) | frozenset(self.post_traces)
-                | {"w"} | BUILTINS)
+                | {"w"} | EVENT_FLAGS | BUILTINS)
 
     def trace_odes(self) -> dict[str, Expression]:
         out = {}
@@ -216,9 +222,9 @@ class PlasticityRule:
         synaptic = tuple(s for s in stmts if s.target == "w")
         neuronal = tuple(s for s in stmts if s.target != "w")
         for s in neuronal:
-            if "w" in s.value.names:
+            if s.value.names & ({"w"} | EVENT_FLAGS):
                 raise SpecError(f"plasticity rule {self.name!r}, on_{side}: trace {s.target!r} "
-                                "cannot depend on the weight w")
+                                "cannot depend on the weight w or the event flags")
         return synaptic, neuronal
 
     def pre_statements(self):

@@ -318,9 +318,6 @@ class Projection:
                         raise SpecError(f"{where}: plasticity parameter {k!r} not given")
                     params[k] = float(default)
             object.__setattr__(self, "plasticity_params", params)
-            if n and np.any(delay != delay[0]):
-                raise SpecError(f"{where}: a plastic projection needs one delay for all synapses "
-                                "(spike timing is measured through it)")
         elif self.plasticity_params:
             raise SpecError(f"{where}: plasticity_params given without a plasticity rule")
 

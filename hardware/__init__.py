@@ -1,0 +1,1 @@
+"""Neuromorphic hardware exporters (installed as ``neuromem.hardware``); not yet implemented."""

@@ -1,0 +1,1 @@
+"""Memory models built on the neuromem spec (installed as ``neuromem.models``)."""

@@ -1,0 +1,166 @@
+"""What every backend's simulation shares: input checking, stimulus assembly, probe storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import SpecError
+from ..lower import Program, lower
+from ..progress import progress_bar
+from ..spec.network import Network
+
+
+@dataclass
+class Probes:
+    """Recorded data, appended over successive ``run`` calls until ``reset``.
+
+    Attributes
+    ----------
+    spikes : dict[str, np.ndarray]
+        Population -> bool raster of shape (steps, size) (a leading batch axis on torch batches).
+    state : dict[str, np.ndarray]
+        ``"population.variable"`` -> values of shape (steps, recorded neurons).
+    """
+
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def append(self, spikes: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> None:
+        for store, new in ((self.spikes, spikes), (self.state, state)):
+            for k, v in new.items():
+                store[k] = v if k not in store else np.concatenate([store[k], v], axis=0)
+
+    def spike_times(self, population: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, neuron indices) of every recorded spike of ``population``."""
+        steps, neurons = np.nonzero(self.spikes[population])
+        return steps, neurons
+
+
+class Simulation:
+    """Base class: ``run(steps, inputs)``, ``probes``, ``state``, ``reset()``, ``t`` (steps run).
+
+    Inputs to ``run`` map a spike-source population name to a bool raster (steps, size), which
+    adds to its stimulus, or ``"population.variable"`` to an external current (steps, size) or
+    (size,), which adds to any current input of the spec.
+    """
+
+    backend = "base"
+
+    def __init__(self, net: Network, **options: Any) -> None:
+        if options:
+            raise TypeError(f"backend {self.backend!r}: unknown option(s) "
+                            f"{', '.join(sorted(options))}")
+        self.net = net
+        self.program: Program = lower(net)
+        self.probes = Probes()
+        self.t = 0
+
+    # --------------------------------------------------------------- input assembly
+    def _spike_inputs(self, steps: int, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Bool (steps, size) raster for every spike-source population (stimulus + inputs)."""
+        out = {}
+        for name, p in self.program.populations.items():
+            if not p.spike_source:
+                continue
+            r = p.stimulus_raster(self.t, steps)
+            r = np.zeros((steps, p.size), dtype=bool) if r is None else r
+            if name in inputs:
+                given = np.asarray(inputs[name])
+                if given.shape != (steps, p.size):
+                    raise SpecError(f"run: input for population {name!r} has shape {given.shape},"
+                                    f" expected (steps, size) = ({steps}, {p.size})")
+                r = r | given.astype(bool)
+            out[name] = r
+        return out
+
+    def _current_inputs(self, steps: int, inputs: dict[str, Any]) -> dict[tuple[str, str],
+                                                                              np.ndarray]:
+        """(steps, size) float64 drive for every driven (population, input variable)."""
+        out: dict[tuple[str, str], np.ndarray] = {}
+        for (pop, var), values in self.program.currents.items():
+            size = self.program.populations[pop].size
+            if values.shape[0] == 1:
+                out[(pop, var)] = np.broadcast_to(values, (steps, size)).copy()
+            else:
+                rows = values[self.t:self.t + steps]
+                block = np.zeros((steps, size))
+                block[:rows.shape[0]] = rows
+                out[(pop, var)] = block
+        for key, values in inputs.items():
+            if "." not in key:
+                continue
+            pop, var = key.split(".", 1)
+            p = self.program.populations[pop]
+            if var not in p.inputs:
+                raise SpecError(f"run: {var!r} is not an input variable of population {pop!r} "
+                                f"(inputs: {', '.join(p.inputs) or 'none'})")
+            v = np.asarray(values, dtype=np.float64)
+            v = np.broadcast_to(v, (steps, p.size)) if v.shape == (p.size,) else v
+            if v.shape != (steps, p.size):
+                raise SpecError(f"run: input {key!r} has shape {v.shape}, expected "
+                                f"({steps}, {p.size}) or ({p.size},)")
+            if not np.all(np.isfinite(v)):
+                raise SpecError(f"run: input {key!r} has non-finite values")
+            out[(pop, var)] = out.get((pop, var), 0.0) + v
+        return out
+
+    def _check_inputs(self, steps: int, inputs: dict[str, Any] | None) -> dict[str, Any]:
+        if not isinstance(steps, int | np.integer) or steps < 0:
+            raise SpecError(f"run: steps must be a non-negative integer, got {steps!r}")
+        inputs = dict(inputs or {})
+        for key in inputs:
+            pop = key.split(".", 1)[0]
+            if pop not in self.program.populations:
+                raise SpecError(f"run: input for undefined population {pop!r}")
+            if "." not in key and not self.program.populations[pop].spike_source:
+                raise SpecError(f"run: population {pop!r} is not a spike source; spikes can only "
+                                "be given to spike-source populations")
+        return inputs
+
+    # --------------------------------------------------------------- public API
+    def run(self, steps: int, inputs: dict[str, Any] | None = None,
+            progress: bool = False) -> Probes:
+        """Advance ``steps`` time steps; returns the probes recorded in this call.
+
+        ``progress=True`` shows a progress bar (the run is then done in chunks).
+        """
+        inputs = self._check_inputs(steps, inputs)
+        result = Probes()
+        chunk = max(1, steps // 50) if progress else max(steps, 1)
+        with progress_bar(total=steps, desc=f"{self.backend} {self.net.name}",
+                          disable=not progress) as bar:
+            done = 0
+            while done < steps:
+                n = min(chunk, steps - done)
+                sub = {k: (np.asarray(v)[done:done + n] if np.ndim(v) == 2 else v)
+                       for k, v in inputs.items()}
+                spikes, state = self._run(n, self._spike_inputs(n, sub),
+                                          self._current_inputs(n, sub))
+                self.t += n
+                result.append(spikes, state)
+                done += n
+                bar.update(n)
+        self.probes.append(result.spikes, result.state)
+        return result
+
+    def _run(self, steps: int, spikes: dict[str, np.ndarray],
+             currents: dict[tuple[str, str], np.ndarray]):
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Back to the initial state at t = 0 (weights included); recorded probes are cleared."""
+        self.probes = Probes()
+        self.t = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def state(self) -> dict[str, dict[str, np.ndarray]]:
+        """Population -> variable -> values (copies); ``"weights"`` -> projection -> weights in
+        the spec's synapse order."""
+        raise NotImplementedError

@@ -1,0 +1,74 @@
+"""Data directory resolution and checksum-verified loaders.
+
+The data directory is an argument or ``$NEUROMEM_DATA``; files are verified against the
+SHA-256 sums below before use. Nothing here knows where a particular machine keeps its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+
+#: Relative path -> SHA-256 of the file as published.
+CHECKSUMS = {
+    "ca3/exp1_learn_recall_forget.json":
+        "0d1cc1d7636013e86f3eb4f385bd0b7079546559021cbf7f708e090f74b3f702",
+    "ca3/exp2_stress_testbench.json":
+        "452e0835267ed3fdafec5bbac691d8bcba359a28cd9d25980c950b3093444e44",
+}
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``path`` if given, else ``$NEUROMEM_DATA``."""
+    p = path if path is not None else os.environ.get("NEUROMEM_DATA")
+    if not p:
+        raise DataError("no data directory: pass one or set NEUROMEM_DATA")
+    p = Path(p)
+    if not p.is_dir():
+        raise DataError(f"data directory {p} does not exist")
+    return p
+
+
+def verified_path(relative: str, root: str | os.PathLike | None = None) -> Path:
+    """Path of a known data file after checking its SHA-256."""
+    if relative not in CHECKSUMS:
+        raise DataError(f"unknown data file {relative!r}; known: {', '.join(CHECKSUMS)}")
+    path = data_dir(root) / relative
+    if not path.is_file():
+        raise DataError(f"data file {path} is missing (it is not downloadable: the authors' "
+                        "recordings ship with the project's shared data)")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != CHECKSUMS[relative]:
+        raise DataError(f"data file {path} has SHA-256 {digest}, expected "
+                        f"{CHECKSUMS[relative]} (corrupt or a different version)")
+    return path
+
+
+def load_ca3_recording(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """One of the authors' CA3 recordings as bool rasters.
+
+    Returns
+    -------
+    dict
+        ``n_cues``, ``n_bits``, ``steps`` and ``spikes``: population name -> bool array
+        (steps, size) with the sizes of the architecture (INcue/OUTcue n, INcont/OUTcont m, ...).
+    """
+    path = verified_path(f"ca3/{name}.json", root)
+    doc = json.loads(path.read_text())
+    n, m, steps = doc["n_cues"], doc["n_content_bits"], doc["duration_steps"]
+    sizes = {"INcue": n, "OUTcue": n, "CA3cueCueRecall": n, "CA3cueContRecall": n,
+             "CA3MergeCue": n, "CA3contCondInt": 1}
+    spikes = {}
+    for pop, events in doc["spikes"].items():
+        r = np.zeros((steps, sizes.get(pop, m)), dtype=bool)
+        for t, idx in events:
+            r[t, idx] = True
+        spikes[pop] = r
+    return {"n_cues": n, "n_bits": m, "steps": steps, "spikes": spikes, "source": doc["source"]}
