@@ -239,11 +239,7 @@ def segment_operations(cue_in: np.ndarray, content_in: np.ndarray, gap: int = 4
     operation's window runs to the next operation's start (or the end of the raster).
     """
     active = np.nonzero(cue_in.any(1) | content_in.any(1))[0]
-    starts: list[int] = []
-    for t in active:
-        if not starts or t - last >= gap:  # noqa: F821 - last set below before use
-            starts.append(int(t))
-        last = t  # noqa: F841
+    starts = [int(t) for k, t in enumerate(active) if k == 0 or t - active[k - 1] >= gap]
     ops = []
     for k, s in enumerate(starts):
         e = starts[k + 1] if k + 1 < len(starts) else cue_in.shape[0]
@@ -257,13 +253,13 @@ def segment_operations(cue_in: np.ndarray, content_in: np.ndarray, gap: int = 4
 
 def compare_outputs(ops, ours_cue, ours_content, ref_cue, ref_content) -> list[dict[str, Any]]:
     """Per operation: output neuron sets and first-spike latencies, ours against a reference."""
+    def summary(r: np.ndarray) -> dict[str, Any]:
+        return {"neurons": sorted(int(i) for i in np.nonzero(r.any(0))[0]), "latency": _first(r)}
+
     rows = []
     for kind, s, e in ops:
-        def summary(r):
-            return {"neurons": sorted(int(i) for i in np.nonzero(r[s:e].any(0))[0]),
-                    "latency": _first(r[s:e])}
-        o_cue, o_cont = summary(ours_cue), summary(ours_content)
-        r_cue, r_cont = summary(ref_cue), summary(ref_content)
+        o_cue, o_cont = summary(ours_cue[s:e]), summary(ours_content[s:e])
+        r_cue, r_cont = summary(ref_cue[s:e]), summary(ref_content[s:e])
         rows.append({
             "kind": kind, "start": s,
             "ours": {"cue": o_cue, "content": o_cont},

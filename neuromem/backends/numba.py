@@ -199,8 +199,7 @@ def generate(sim: NumbaSimulation) -> tuple[str, list[str]]:
                 Q = f"Q_{q.name}"
                 pre, post = pops[q.pre], pops[q.post]
                 sp = _syn_printer(q, pre, post, "k", "i", "j")
-                for side, traces, size in (("pre", pl.pre_traces, pre.size),
-                                           ("post", pl.post_traces, post.size)):
+                for traces, size in ((pl.pre_traces, pre.size), (pl.post_traces, post.size)):
                     if traces:
                         trp = _syn_printer(q, pre, post, "k", "i", "i")
                         c(f"for i in range({size}):")
@@ -224,8 +223,8 @@ def generate(sim: NumbaSimulation) -> tuple[str, list[str]]:
                         with c.block():
                             c(f"j = {Q}__post[k]")
                             _assign(c, pl.on_pre_synapse, sp)
-                for side, stmts, pop, idx in (("post", pl.on_post_neuron, post, "j"),
-                                              ("pre", pl.on_pre_neuron, pre, "i")):
+                for stmts, pop, idx in ((pl.on_post_neuron, post, "j"),
+                                        (pl.on_pre_neuron, pre, "i")):
                     if stmts:
                         c(f"for {idx} in range({pop.size}):")
                         with c.block():

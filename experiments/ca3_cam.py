@@ -1,0 +1,112 @@
+"""Replay the authors' CA3 recordings on every backend and compare the memory's output.
+
+For ``exp1_learn_recall_forget`` and ``exp2_stress_testbench`` (``$NEUROMEM_DATA/ca3``), the
+recorded stimulus (INcue/INcont) is replayed into our CA3 network; every operation's output
+(OUTcue/OUTcont) is compared with the authors' recording: same output neurons, same latencies.
+Writes ``experiments/results/ca3_cam.json`` and ``ca3_cam.png`` (stimulus, internal
+populations and output; ours as red dots over the authors' grey ticks).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import neuromem
+from neuromem.data import load_ca3_recording
+from neuromem.models.ca3_cam import BACKENDS, CA3Memory, compare_outputs, segment_operations
+from neuromem.plotting import raster_figure
+from neuromem.progress import progress_bar
+
+DESCRIPTION = "CA3 spiking content-addressable memory: replay the authors' SpiNNaker tests"
+EXPERIMENTS = ("exp1_learn_recall_forget", "exp2_stress_testbench")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: Our population -> the authors' raster name.
+AUTHORS_NAMES = {"cueCue": "CA3cueCueRecall", "contCue": "CA3contCueRecall",
+                 "contCond": "CA3contCond", "contCondInt": "CA3contCondInt",
+                 "cueCont": "CA3cueContRecall", "contCont": "CA3contContRecall",
+                 "mergeCue": "CA3MergeCue", "mergeCont": "CA3MergeCont"}
+#: The paper's nominal output latencies (steps after the operation starts).
+PAPER_LATENCY = {"learn": {"cue": 5, "content": 5}, "recall_cue": {"cue": 5, "content": 6},
+                 "recall_content": {"cue": 6, "content": 5}}
+
+
+def replay(name: str, backend: str, data: str | None) -> dict[str, Any]:
+    """Replay one recording on one backend; returns the comparison and our rasters."""
+    rec = load_ca3_recording(name, data)
+    sp, n = rec["spikes"], rec["n_cues"]
+    t0 = time.perf_counter()
+    mem = CA3Memory(rec["n_cues"], rec["n_bits"], backend=backend)
+    t1 = time.perf_counter()
+    out = mem.replay(sp["INcue"], sp["INcont"])
+    t2 = time.perf_counter()
+    ops = segment_operations(sp["INcue"], sp["INcont"])
+    rows = compare_outputs(ops, out["OL"][:, :n], out["OL"][:, n:], sp["OUTcue"], sp["OUTcont"])
+    recalls = [r for r in rows if r["kind"] != "learn"]
+    latency: dict[str, dict[str, Any]] = {}
+    for kind in PAPER_LATENCY:
+        sel = [r for r in rows if r["kind"] == kind]
+        latency[kind] = {
+            side: {"ours": sorted({r["ours"][side]["latency"] for r in sel} - {None}),
+                   "authors": sorted({r["reference"][side]["latency"] for r in sel} - {None}),
+                   "paper": PAPER_LATENCY[kind][side]}
+            for side in ("cue", "content")}
+    internal = {ours: bool(np.array_equal(out[ours], sp[theirs]))
+                for ours, theirs in AUTHORS_NAMES.items()}
+    summary = {
+        "operations": len(rows),
+        "recall_operations": len(recalls),
+        "recall_operations_matching": sum(r["same_neurons"] for r in recalls),
+        "operations_with_identical_output_raster": sum(r["same_raster"] for r in rows),
+        "latency_steps": latency,
+        "internal_population_raster_identical": internal,
+        "wall_time_s": {"build_and_compile": round(t1 - t0, 3), "simulate": round(t2 - t1, 3)},
+        "mismatches": [r for r in rows if not r["same_raster"]],
+    }
+    return {"summary": summary, "spikes": out, "recording": sp, "n": n}
+
+
+def figure(result: dict[str, Any], name: str, backend: str, path: Path) -> None:
+    out, sp, n = result["spikes"], result["recording"], result["n"]
+    panels = [("INcue", sp["INcue"]), ("INcont", sp["INcont"])]
+    panels += [(ours, out[ours], sp[theirs]) for ours, theirs in AUTHORS_NAMES.items()]
+    panels += [("OUTcue", out["OL"][:, :n], sp["OUTcue"]),
+               ("OUTcont", out["OL"][:, n:], sp["OUTcont"])]
+    s = result["summary"]
+    raster_figure(panels, f"CA3 memory, {name} on {backend}: ours (red dots) over the authors' "
+                          f"SpiNNaker raster (grey ticks); recall ops matching "
+                          f"{s['recall_operations_matching']}/{s['recall_operations']}",
+                  str(path), xlim=(-1, min(sp["INcue"].shape[0], 300)))
+
+
+def run(quick: bool = False, backends: list[str] | None = None,
+        data: str | None = None) -> dict[str, Any]:
+    """Run the replay; ``quick`` changes nothing here (the recordings are short)."""
+    backends = list(backends or BACKENDS)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "experiment": "ca3_cam",
+        "paper": "Casanueva-Morato et al., Neural Networks 2024 (arXiv 2310.05868)",
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "neuromem": neuromem.__version__},
+        "backends": {},
+    }
+    jobs = [(b, e) for b in backends for e in EXPERIMENTS]
+    with progress_bar(total=len(jobs), desc="ca3_cam") as bar:
+        for backend, name in jobs:
+            r = replay(name, backend, data)
+            results["backends"].setdefault(backend, {})[name] = r["summary"]
+            if name == "exp2_stress_testbench" and backend == backends[0]:
+                figure(r, name, backend, RESULTS / "ca3_cam.png")
+            bar.update(1)
+    with open(RESULTS / "ca3_cam.json", "w") as f:
+        json.dump(results, f, indent=1)
+    return {b: {e: {k: v[k] for k in ("operations", "recall_operations",
+                                      "recall_operations_matching", "wall_time_s")}
+                for e, v in r.items()} for b, r in results["backends"].items()}
