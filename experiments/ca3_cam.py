@@ -85,11 +85,12 @@ def figure(result: dict[str, Any], name: str, backend: str, path: Path) -> None:
                   str(path), xlim=(-1, min(sp["INcue"].shape[0], 300)))
 
 
-def run(quick: bool = False, backends: list[str] | None = None,
-        data: str | None = None) -> dict[str, Any]:
+def run(quick: bool = False, backends: list[str] | None = None, data: str | None = None,
+        out_dir: str | Path | None = None) -> dict[str, Any]:
     """Run the replay; ``quick`` changes nothing here (the recordings are short)."""
     backends = list(backends or BACKENDS)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) if out_dir is not None else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "experiment": "ca3_cam",
         "paper": "Casanueva-Morato et al., Neural Networks 2024 (arXiv 2310.05868)",
@@ -103,9 +104,9 @@ def run(quick: bool = False, backends: list[str] | None = None,
             r = replay(name, backend, data)
             results["backends"].setdefault(backend, {})[name] = r["summary"]
             if name == "exp2_stress_testbench" and backend == backends[0]:
-                figure(r, name, backend, RESULTS / "ca3_cam.png")
+                figure(r, name, backend, out / "ca3_cam.png")
             bar.update(1)
-    with open(RESULTS / "ca3_cam.json", "w") as f:
+    with open(out / "ca3_cam.json", "w") as f:
         json.dump(results, f, indent=1)
     return {b: {e: {k: v[k] for k in ("operations", "recall_operations",
                                       "recall_operations_matching", "wall_time_s")}
