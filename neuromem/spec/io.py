@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -176,10 +177,16 @@ def save(net: Network, path: str | os.PathLike, overwrite: bool = False) -> Path
             json.dump(doc, f, indent=1)
         np.savez(tmp / "arrays.npz", **arrays)
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            # swap via a unique side name, and swap back if the second rename fails
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.rmdir(old)
             os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
     except BaseException:
@@ -198,6 +205,12 @@ def load(path: str | os.PathLike) -> Network:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError as exc:
         raise SpecError(f"load: {exc.filename} not found") from None
-    except (json.JSONDecodeError, ValueError, OSError) as exc:
+    except (json.JSONDecodeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise SpecError(f"load: {path} is corrupt: {exc}") from None
-    return from_dict(doc, arrays)
+    if not isinstance(doc, dict):
+        raise SpecError(f"load: {path / 'network.json'} is not a network document")
+    try:
+        return from_dict(doc, arrays)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise SpecError(f"load: {path / 'network.json'} is malformed ({type(exc).__name__}: "
+                        f"{exc})") from None

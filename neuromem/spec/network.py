@@ -76,8 +76,11 @@ class Discretization:
     rng: Literal["host_pregenerated"] = "host_pregenerated"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dt, int | float) or not math.isfinite(self.dt) or self.dt <= 0:
+        if isinstance(self.dt, bool) or not isinstance(self.dt, int | float | np.floating
+                                                       | np.integer) \
+                or not math.isfinite(self.dt) or self.dt <= 0:
             raise SpecError(f"discretization: dt must be a positive number of ms, got {self.dt!r}")
+        object.__setattr__(self, "dt", float(self.dt))
         for name, allowed in (
             ("integrator", ("exponential_euler", "euler")),
             ("reset_mode", ("same_step", "next_step")),
@@ -141,6 +144,11 @@ class PoissonSpikes:
             raise SpecError(f"poisson stimulus: seed must be an integer, got {self.seed!r}")
         if self.start < 0 or (self.stop is not None and self.stop < self.start):
             raise SpecError(f"poisson stimulus: bad step window [{self.start}, {self.stop})")
+        object.__setattr__(self, "rate_hz", float(self.rate_hz))
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "start", int(self.start))
+        if self.stop is not None:
+            object.__setattr__(self, "stop", int(self.stop))
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,10 @@ class StateProbe:
     population: str
     variable: str
     indices: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.indices is not None:
+            object.__setattr__(self, "indices", tuple(int(i) for i in self.indices))
 
 
 # ------------------------------------------------------------------------------------ nodes

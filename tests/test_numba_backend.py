@@ -1,0 +1,346 @@
+"""The numba backend against closed forms, and the CA3 memory as an acceptance test."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import neuromem
+from neuromem.models.ca3_cam import CA3Memory
+from neuromem.spec import (
+    CurrentInput,
+    Discretization,
+    Network,
+    Population,
+    Projection,
+    SpikeArray,
+    SpikeProbe,
+    StateProbe,
+    if_curr_exp,
+    spike_source,
+    stdp_pair,
+)
+
+LIF = dict(cm=0.25, tau_m=10.0, v_rest=-65.0, v_reset=-70.0, v_thresh=-50.0, tau_refrac=2.0,
+           tau_syn_E=2.0, tau_syn_I=5.0, i_offset=0.0)
+
+
+# ------------------------------------------------------------------ IF_curr_exp closed form
+@pytest.mark.parametrize("dt, tau_syn", [(1.0, 2.0), (0.1, 0.5), (1.0, 0.3)])
+def test_if_curr_exp_matches_closed_form(dt, tau_syn):
+    w, v0, steps = 1.5, -68.0, 60
+    params = dict(LIF, tau_syn_E=tau_syn, v_thresh=1e3)          # never fires
+    net = Network(
+        "one", Discretization(dt=dt),
+        (Population("src", 1, spike_source(), stimulus=SpikeArray([0], [0])),
+         Population("n", 1, if_curr_exp(), params, {"v": v0})),
+        (Projection("p", "src", "n", [0], [0], w, 1),),
+        probes=(StateProbe("n", "v"), StateProbe("n", "i_exc")))
+    res = neuromem.compile(net, backend="numba").run(steps)
+    v_rec, i_rec = res.state["n.v"][:, 0], res.state["n.i_exc"][:, 0]
+
+    # spike in step 0 through delay 1: the step-averaged current is added at the start of step 1
+    e_m, e_s = math.exp(-dt / params["tau_m"]), math.exp(-dt / tau_syn)
+    R = params["tau_m"] / params["cm"]                            # MOhm
+    current = w * tau_syn / dt * (1.0 - e_s)                      # nA, held over step 1
+    v, v_exp, i_exp = v0, [], []
+    for t in range(steps):
+        I = current * e_s ** (t - 1) if t >= 1 else 0.0
+        v = params["v_rest"] + (v - params["v_rest"]) * e_m + R * I * (1.0 - e_m)
+        v_exp.append(v)
+        i_exp.append(I * e_s)                                     # recorded after decay
+    np.testing.assert_allclose(v_rec, v_exp, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(i_rec, i_exp, rtol=1e-13, atol=1e-300)
+    assert i_rec[0] == 0.0 and v_rec[0] != v0                      # leak only in step 0
+
+
+# ------------------------------------------------------------------ refractoriness
+@pytest.mark.parametrize("dt, tau_refrac", [(1.0, 0.1), (1.0, 1.0), (1.0, 2.5), (1.0, 3.0),
+                                            (0.5, 1.2), (0.1, 0.0)])
+def test_refractory_period(dt, tau_refrac):
+    """Driven hard enough to cross threshold in one step: a spike every ceil(tau_refrac/dt) + 1
+    steps, with the membrane held at v_reset during the ceil(tau_refrac/dt) refractory steps."""
+    params = dict(LIF, tau_refrac=tau_refrac, tau_m=1.0)
+    refr = math.ceil(tau_refrac / dt - 1e-9)
+    steps = 12 * (refr + 1)
+    net = Network("refr", Discretization(dt=dt),
+                  (Population("n", 1, if_curr_exp(), params),),
+                  currents=(CurrentInput("n", "i_ext", [200.0]),),
+                  probes=(SpikeProbe("n"), StateProbe("n", "v")))
+    res = neuromem.compile(net, backend="numba").run(steps)
+    spikes = np.nonzero(res.spikes["n"][:, 0])[0]
+    assert spikes[0] == 0
+    assert np.all(np.diff(spikes) == refr + 1), spikes
+    v = res.state["n.v"][:, 0]
+    for s in spikes:
+        held = v[s:s + refr + 1]                                  # spike step + refractory steps
+        assert np.all(held == params["v_reset"]), held
+
+
+# ------------------------------------------------------------------ delays
+def test_delays_deliver_at_t_plus_d():
+    delays = [1, 2, 3, 7]
+    t_spike = [0, 4, 9]
+    n = len(delays)
+    net = Network(
+        "delays", Discretization(dt=1.0),
+        (Population("src", 1, spike_source(), stimulus=SpikeArray(t_spike, [0] * len(t_spike))),
+         Population("n", n, if_curr_exp(), dict(LIF, v_thresh=1e3), {"v": -65.0})),
+        (Projection("p", "src", "n", [0] * n, list(range(n)), 1.0, delays),),
+        probes=(StateProbe("n", "i_exc"), StateProbe("n", "v")))
+    res = neuromem.compile(net, backend="numba").run(30)
+    i_exc = res.state["n.i_exc"]
+    decay = math.exp(-1.0 / LIF["tau_syn_E"])
+    jump = LIF["tau_syn_E"] * (1.0 - decay) * decay                # one arrival, as recorded
+    for k, d in enumerate(delays):
+        arrivals = np.zeros(30, bool)
+        arrivals[[t + d for t in t_spike if t + d < 30]] = True
+        # the current jumps exactly in the steps t + d (relative to its decayed previous value)
+        expected_jumps = np.diff(np.concatenate([[0.0], i_exc[:, k]])) > 0
+        assert np.array_equal(expected_jumps, arrivals), (d, np.nonzero(expected_jumps)[0])
+        first = t_spike[0] + d
+        assert i_exc[first, k] == pytest.approx(jump, rel=1e-13)
+        v = res.state["n.v"][:, k]
+        assert np.all(v[:first] == -65.0) and v[first] > -65.0    # acts in the arrival step
+
+
+def test_runtime_spikes_and_delay_across_run_calls():
+    """A spike given to run() in the last step of one call arrives d steps later in the next."""
+    net = Network("rt", Discretization(dt=1.0),
+                  (Population("src", 1, spike_source()),
+                   Population("n", 1, if_curr_exp(), dict(LIF, v_thresh=1e3), {"v": -65.0})),
+                  (Projection("p", "src", "n", [0], [0], 1.0, 3),),
+                  probes=(StateProbe("n", "i_exc"),))
+    sim = neuromem.compile(net, backend="numba")
+    given = np.zeros((5, 1), bool)
+    given[4] = True
+    sim.run(5, {"src": given})
+    sim.run(5)
+    i_exc = sim.probes.state["n.i_exc"][:, 0]
+    assert np.nonzero(i_exc)[0][0] == 4 + 3
+
+
+# ------------------------------------------------------------------ STDP pair rule
+#: fast post cell: one drive spike of 40 nA makes exactly one spike, in its arrival step
+POST = dict(LIF, tau_m=1.0, tau_syn_E=0.3, tau_refrac=1.0)
+
+
+def _stdp_net(t_pre, t_post, w0, rule, params):
+    """Pre spike source -> post LIF through a plastic synapse on the *inhibitory* port (so it
+    never makes the post neuron fire); the post neuron fires when a strong drive spike arrives
+    (delay 1), i.e. in step t_post."""
+    drive_steps = [t - 1 for t in t_post]
+    pops = (
+        Population("pre", 1, spike_source(), stimulus=SpikeArray(t_pre, [0] * len(t_pre))),
+        Population("drive", 1, spike_source(),
+                   stimulus=SpikeArray(drive_steps, [0] * len(drive_steps))),
+        Population("post", 1, if_curr_exp(), POST, {"v": -65.0}),
+    )
+    projs = (
+        Projection("drive_post", "drive", "post", [0], [0], 40.0, 1),
+        Projection("syn", "pre", "post", [0], [0], w0, 1, "inh", plasticity=rule,
+                   plasticity_params=params),
+    )
+    return Network("stdp", Discretization(dt=1.0), pops, projs,
+                   probes=(SpikeProbe("pre"), SpikeProbe("post")))
+
+
+def _final_weight(net, steps=20):
+    sim = neuromem.compile(net, backend="numba")
+    res = sim.run(steps)
+    return sim.state["weights"]["syn"][0], res
+
+
+STDP = dict(tau_plus=5.0, tau_minus=4.0, A_plus=0.1, A_minus=0.15, w_min=0.0, w_max=1.0)
+
+
+@pytest.mark.parametrize("w0", [0.5, 0.95])
+def test_stdp_pre_then_post_potentiates(w0):
+    net = _stdp_net([3], [5], w0, stdp_pair("additive"), STDP)
+    w, res = _final_weight(net)
+    assert np.nonzero(res.spikes["post"][:, 0])[0].tolist() == [5]
+    expected = min(w0 + STDP["A_plus"] * math.exp(-2.0 / STDP["tau_plus"]), STDP["w_max"])
+    assert w == pytest.approx(expected, rel=1e-13)
+    if w0 == 0.95:
+        assert w == STDP["w_max"]                                 # clipped
+
+
+@pytest.mark.parametrize("w0", [0.5, 0.05])
+def test_stdp_post_then_pre_depresses(w0):
+    net = _stdp_net([5], [3], w0, stdp_pair("additive"), STDP)
+    w, res = _final_weight(net)
+    assert np.nonzero(res.spikes["post"][:, 0])[0].tolist() == [3]
+    expected = max(w0 - STDP["A_minus"] * math.exp(-2.0 / STDP["tau_minus"]), STDP["w_min"])
+    assert w == pytest.approx(expected, rel=1e-13)
+    if w0 == 0.05:
+        assert w == STDP["w_min"]                                 # clipped
+
+
+def test_stdp_scaled_by_w_max_and_multiplicative():
+    params = dict(STDP, w_max=6.0, A_plus=0.2)
+    w, _ = _final_weight(_stdp_net([3], [5], 1.0, stdp_pair("additive", scale_by_w_max=True),
+                                   params))
+    assert w == pytest.approx(1.0 + 0.2 * 6.0 * math.exp(-2.0 / 5.0), rel=1e-13)
+    w, _ = _final_weight(_stdp_net([3], [5], 1.0, stdp_pair("multiplicative"), params))
+    assert w == pytest.approx(1.0 + 0.2 * (6.0 - 1.0) * math.exp(-2.0 / 5.0), rel=1e-13)
+
+
+@pytest.mark.parametrize("quirk", [False, True])
+def test_stdp_coincident_pre_and_post(quirk):
+    """Post at 2, then pre and post together at 5: the coincident pair counts for nothing; the
+    pre spike is depressed by the post spike of step 2 unless sPyNNaker's quirk skips it."""
+    net = _stdp_net([5], [2, 5], 0.5, stdp_pair("additive", spinnaker_coincidence=quirk), STDP)
+    w, res = _final_weight(net)
+    assert np.nonzero(res.spikes["post"][:, 0])[0].tolist() == [2, 5]
+    expected = 0.5 if quirk else 0.5 - STDP["A_minus"] * math.exp(-3.0 / STDP["tau_minus"])
+    assert w == pytest.approx(expected, rel=1e-13)
+
+
+def test_stdp_all_to_all_pairing_sums_traces():
+    """Two pre spikes before one post spike: both pairs count (traces add)."""
+    net = _stdp_net([1, 3], [6], 0.2, stdp_pair("additive"), STDP)
+    w, _ = _final_weight(net)
+    dw = STDP["A_plus"] * (math.exp(-5.0 / 5.0) + math.exp(-3.0 / 5.0))
+    # the second pre spike also sees no earlier post spike: no depression
+    assert w == pytest.approx(0.2 + dw, rel=1e-13)
+
+
+# ------------------------------------------------------------------ reset
+def test_reset_restores_initial_state_and_weights():
+    net = _stdp_net([3, 8, 12], [5, 10], 0.5, stdp_pair("additive"), STDP)
+    net = Network(net.name, net.discretization, net.populations, net.projections,
+                  probes=net.probes + (StateProbe("post", "v"),))
+    sim = neuromem.compile(net, backend="numba")
+    initial = sim.state
+    first = sim.run(25)
+    assert sim.t == 25
+    assert sim.state["weights"]["syn"][0] != 0.5
+    sim.reset()
+    assert sim.t == 0 and sim.probes.spikes == {} and sim.probes.state == {}
+    for pop, values in initial.items():
+        for k, x in values.items():
+            assert np.array_equal(sim.state[pop][k], x), (pop, k)
+    again = sim.run(25)
+    for k in first.spikes:
+        assert np.array_equal(first.spikes[k], again.spikes[k]), k
+    assert np.array_equal(first.state["post.v"], again.state["post.v"])
+    assert sim.state["weights"]["syn"][0] == pytest.approx(
+        0.5 + 0.1 * math.exp(-2 / 5.0)                            # pre 3, post 5
+        - 0.15 * math.exp(-3 / 4.0)                               # post 5, pre 8
+        + 0.1 * (math.exp(-7 / 5.0) + math.exp(-2 / 5.0))         # pre 3 and 8, post 10
+        - 0.15 * (math.exp(-7 / 4.0) + math.exp(-2 / 4.0)), rel=1e-12)  # post 5 and 10, pre 12
+
+
+def test_chunked_runs_equal_one_run():
+    net = _stdp_net([3, 8, 12], [5, 10], 0.5, stdp_pair("additive"), STDP)
+    a = neuromem.compile(net, backend="numba")
+    a.run(25)
+    b = neuromem.compile(net, backend="numba")
+    for n in (7, 1, 10, 7):
+        b.run(n)
+    for k in a.probes.spikes:
+        assert np.array_equal(a.probes.spikes[k], b.probes.spikes[k])
+    assert a.state["weights"]["syn"][0] == b.state["weights"]["syn"][0]
+
+
+# ------------------------------------------------------------------ CA3 acceptance test
+N_CUES, N_BITS = 16, 32
+
+
+def _stored_contents(seed=2024):
+    rng = np.random.default_rng(seed)
+    contents = np.zeros((N_CUES, N_BITS), bool)
+    for cue in range(N_CUES):
+        contents[cue, rng.choice(N_BITS, size=int(rng.integers(3, 9)), replace=False)] = True
+    return contents
+
+
+def _learn_all(contents):
+    mem = CA3Memory(N_CUES, N_BITS, backend="numba")
+    for cue, content in enumerate(contents):
+        mem.learn(cue, content)
+    return mem
+
+
+def _check(mem, contents, fragments):
+    """Recall by every cue, then by each fragment; returns the list of mismatches."""
+    wrong = []
+    for cue in range(N_CUES):
+        got = mem.recall(cue=cue)
+        if not np.array_equal(got, contents[cue]):
+            wrong.append(("cue", cue, np.flatnonzero(got).tolist(),
+                          np.flatnonzero(contents[cue]).tolist()))
+    for frag in fragments:
+        got = mem.recall(content=list(frag))
+        expected = contents[:, list(frag)].any(axis=1)             # OR semantics
+        if not np.array_equal(got, expected):
+            wrong.append(("content", tuple(int(b) for b in frag), np.flatnonzero(got).tolist(),
+                          np.flatnonzero(expected).tolist()))
+    return wrong
+
+
+def test_ca3_recall_by_cue_and_single_bits():
+    contents = _stored_contents()
+    mem = _learn_all(contents)
+    singles = [(b,) for cue in range(N_CUES) for b in np.flatnonzero(contents[cue])]
+    assert _check(mem, contents, singles) == []
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "CA3 model: STDP stays on during recall by content, so a 2-bit query potentiates "
+    "contCont(b)->cueCont(c) for every cue c that fired through the other bit; later queries then "
+    "return extra cues. Measured (contents seed 2024, pairs seed 1): all 16 cue recalls and all "
+    "89 single-bit recalls exact; 8 of 16 two-bit recalls wrong, the first the 4th pair (23, 6): "
+    "cues [0, 2, 3, 4, 6, 8] instead of [0, 2, 3, 6]."))
+def test_ca3_generalisation_by_cue_and_fragments():
+    contents = _stored_contents()
+    mem = _learn_all(contents)
+    rng = np.random.default_rng(1)
+    singles = [(b,) for cue in range(N_CUES) for b in np.flatnonzero(contents[cue])]
+    pairs = [tuple(rng.choice(np.flatnonzero(contents[cue]), 2, replace=False))
+             for cue in range(N_CUES)]
+    wrong = _check(mem, contents, singles + pairs)
+    assert wrong == [], f"{len(wrong)} wrong recalls, first: {wrong[:3]}"
+
+
+def test_ca3_two_bit_recall_corrupts_later_recalls():
+    """Documents the mechanism of the failure above on a 2-memory example."""
+    mem = CA3Memory(5, 10, backend="numba")          # the size the other CA3 tests compile
+    mem.learn(0, [0, 1])
+    mem.learn(1, [0, 2])
+    assert np.flatnonzero(mem.recall(content=[1])).tolist() == [0]
+    assert np.flatnonzero(mem.recall(content=[0, 1])).tolist() == [0, 1]   # correct (OR)
+    w = mem.sim.state["weights"]["contCont_cueCont"].reshape(10, 5)
+    assert w[1, 1] == 6.0                                # bit 1 -> cue 1 was learnt by recall
+    assert np.flatnonzero(mem.recall(content=[1])).tolist() == [0, 1]   # now wrong
+    assert np.flatnonzero(mem.recall(cue=1)).tolist() == [0, 2]         # cue direction intact
+
+
+
+def test_ca3_overwrite_by_cue():
+    """Re-learning a cue overwrites its content in the cue -> content direction."""
+    mem = CA3Memory(5, 10, backend="numba")
+    mem.learn(0, [1, 2, 3])
+    mem.learn(1, [3, 4])
+    mem.learn(0, [7, 8])
+    assert np.flatnonzero(mem.recall(cue=0)).tolist() == [7, 8]
+    assert np.flatnonzero(mem.recall(cue=1)).tolist() == [3, 4]
+    assert np.flatnonzero(mem.recall(content=[7])).tolist() == [0]
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "CA3 model: re-learning a cue does not depress the old content -> cue synapses "
+    "(contCont -> cueCont): after learn(0, [1, 2, 3]), learn(1, [3, 4]), learn(0, [7, 8]), "
+    "recall(content=[1]) returns cue [0] instead of no cue and recall(content=[3]) returns "
+    "[0, 1] instead of [1]; the contCont -> cueCont weights of old bits 1, 2, 3 to cue 0 are all "
+    "6 after the overwrite (re-potentiated while the old content is echoed). The authors' exp1 "
+    "raster at step 80 shows the old association forgotten."))
+def test_ca3_overwrite_forgets_old_content_to_cue_association():
+    mem = CA3Memory(5, 10, backend="numba")
+    mem.learn(0, [1, 2, 3])
+    mem.learn(1, [3, 4])
+    mem.learn(0, [7, 8])
+    assert np.flatnonzero(mem.recall(content=[1])).tolist() == []
+    assert np.flatnonzero(mem.recall(content=[3])).tolist() == [1]
