@@ -1,0 +1,200 @@
+"""The torch backend against the numba reference, plus what only torch has: batches, float32,
+autograd and CUDA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import neuromem
+from neuromem.models.ca3_cam import CA3Memory
+from neuromem.spec import (
+    Discretization,
+    Network,
+    PoissonSpikes,
+    Population,
+    Projection,
+    SpikeProbe,
+    StateProbe,
+    fixed_probability,
+    if_curr_exp,
+    spike_source,
+    stdp_pair,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Small per-step tensors: intra-op threads only add overhead (and stall on busy machines).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _ca3_protocol(mem: CA3Memory) -> tuple[np.ndarray, np.ndarray]:
+    mem.learn(0, [0, 1, 8, 9])
+    by_cue = mem.recall(cue=0)
+    by_content = mem.recall(content=[0, 1])
+    return by_cue, by_content
+
+
+def test_ca3_rasters_identical_to_numba():
+    results = {}
+    for backend in ("numba", "torch"):
+        mem = CA3Memory(4, 10, backend=backend)
+        results[backend] = (_ca3_protocol(mem), mem.sim.probes.spikes, mem.sim.state)
+    (cue_n, cont_n), spikes_n, state_n = results["numba"]
+    (cue_t, cont_t), spikes_t, state_t = results["torch"]
+    assert np.flatnonzero(cue_t).tolist() == [0, 1, 8, 9]
+    assert np.flatnonzero(cont_t).tolist() == [0]
+    assert np.array_equal(cue_n, cue_t) and np.array_equal(cont_n, cont_t)
+    assert set(spikes_n) == set(spikes_t)
+    for pop, raster in spikes_n.items():
+        assert spikes_t[pop].shape == raster.shape
+        assert np.array_equal(spikes_t[pop], raster), pop
+    for name, w in state_n["weights"].items():
+        np.testing.assert_array_equal(state_t["weights"][name], w, err_msg=name)
+    for pop, variables in state_n.items():
+        if pop != "weights":
+            for var, x in variables.items():
+                np.testing.assert_array_equal(state_t[pop][var], x, err_msg=f"{pop}.{var}")
+
+
+def _random_network(n: int = 1000, n_in: int = 200, seed: int = 0) -> Network:
+    """Recurrent IF_curr_exp network, STDP on the recurrent synapses (delays 1-5 steps)."""
+    rng = np.random.default_rng(seed)
+    pre_in, post_in = fixed_probability(n_in, n, 0.1, seed=seed + 1)
+    pre_r, post_r = fixed_probability(n, n, 0.02, seed=seed + 2, allow_self=False)
+    pops = (
+        Population("inp", n_in, spike_source(), stimulus=PoissonSpikes(20.0, seed=seed + 3)),
+        Population("exc", n, if_curr_exp(), {"tau_refrac": 2.0},
+                   {"v": rng.uniform(-65.0, -55.0, n)}),
+    )
+    projs = (
+        Projection("in_exc", "inp", "exc", pre_in, post_in, rng.uniform(0.2, 0.6, pre_in.size),
+                   rng.integers(1, 4, pre_in.size)),
+        Projection("rec", "exc", "exc", pre_r, post_r, rng.uniform(0.0, 0.2, pre_r.size),
+                   rng.integers(1, 6, pre_r.size), plasticity=stdp_pair(),
+                   plasticity_params=dict(A_plus=0.05, A_minus=0.06, w_max=0.6)),
+    )
+    probes = (SpikeProbe("inp"), SpikeProbe("exc"), StateProbe("exc", "v", (0, 1, 2)))
+    return Network("random_stdp", Discretization(dt=1.0), pops, projs, probes=probes)
+
+
+def test_random_stdp_network_identical_to_numba():
+    net = _random_network()
+    steps = net.discretization.steps(1000.0)  # 1 s
+    out = {}
+    for backend in ("numba", "torch"):
+        sim = neuromem.compile(net, backend=backend)
+        out[backend] = (sim.run(steps), sim.state)
+    (res_n, state_n), (res_t, state_t) = out["numba"], out["torch"]
+    assert res_n.spikes["exc"].sum() > 1000  # the network is active
+    for pop in ("inp", "exc"):
+        assert np.array_equal(res_t.spikes[pop], res_n.spikes[pop]), pop
+    np.testing.assert_allclose(res_t.state["exc.v"], res_n.state["exc.v"], rtol=0, atol=1e-12)
+    w_n, w_t = state_n["weights"]["rec"], state_t["weights"]["rec"]
+    assert not np.array_equal(w_n, net.projection("rec").weight)  # STDP changed the weights
+    np.testing.assert_allclose(w_t, w_n, rtol=0, atol=1e-12)
+
+
+def _feedforward(trainable_seed: int = 0) -> Network:
+    rng = np.random.default_rng(trainable_seed)
+    lif = if_curr_exp()
+    params = {"tau_m": 10.0, "tau_refrac": 1.0}
+    pre1, post1 = fixed_probability(20, 30, 0.5, seed=1)
+    pre2, post2 = fixed_probability(30, 5, 0.8, seed=2)
+    pops = (Population("inp", 20, spike_source()), Population("hid", 30, lif, params),
+            Population("out", 5, lif, params))
+    projs = (Projection("w1", "inp", "hid", pre1, post1, rng.uniform(1.0, 4.0, pre1.size)),
+             Projection("w2", "hid", "out", pre2, post2, rng.uniform(1.0, 4.0, pre2.size)))
+    return Network("ff", Discretization(dt=1.0), pops, projs,
+                   probes=(SpikeProbe("hid"), SpikeProbe("out")))
+
+
+def test_surrogate_gradient_reaches_weights():
+    sim = neuromem.compile(_feedforward(), backend="torch", trainable=True)
+    assert isinstance(sim, torch.nn.Module)
+    names = {n for n, _ in sim.named_parameters()}
+    assert names == {"weights.w1", "weights.w2"}
+    x = (torch.rand(100, 20, generator=torch.Generator().manual_seed(0)) < 0.2).double()
+    out = sim({"inp": x})
+    assert out["out"].shape == (100, 1, 5) and out["out"].requires_grad
+    loss = out["out"].sum() + out["hid"].sum()
+    assert loss.item() > 0
+    loss.backward()
+    for name in ("w1", "w2"):
+        g = sim.weights[name].grad
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0, name
+    # the forward spikes are the simulation's spikes: run() gives the same raster
+    sim.reset()
+    res = sim.run(100, {"inp": x.numpy().astype(bool)})
+    assert np.array_equal(res.spikes["out"], out["out"][:, 0].detach().numpy().astype(bool))
+
+
+def test_gradient_through_inputs_and_float32():
+    sim = neuromem.compile(_feedforward(), backend="torch", dtype=torch.float32)
+    x = (torch.rand(60, 20, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    x.requires_grad_(True)
+    out = sim({"inp": x})
+    assert out["out"].dtype == torch.float32
+    out["out"].sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_float32_ca3_recalls():
+    mem = CA3Memory(4, 10, backend="torch", dtype=torch.float32)
+    by_cue, by_content = _ca3_protocol(mem)
+    assert np.flatnonzero(by_cue).tolist() == [0, 1, 8, 9]
+    assert np.flatnonzero(by_content).tolist() == [0]
+    assert mem.sim.state["cueCue"]["v"].dtype == np.float64
+
+
+def test_batch_elements_with_same_input_agree():
+    net = _random_network(n=200, n_in=50, seed=5)
+    single = neuromem.compile(net, backend="torch")
+    batch = neuromem.compile(net, backend="torch", batch_size=3)
+    r1, r3 = single.run(200), batch.run(200)
+    assert r3.spikes["exc"].shape == (200, 3, 200)
+    assert r3.state["exc.v"].shape == (200, 3, 3)
+    for b in range(3):
+        assert np.array_equal(r3.spikes["exc"][:, b], r1.spikes["exc"])
+    assert batch.state["weights"]["rec"].shape == (3, net.projection("rec").weight.size)
+    np.testing.assert_array_equal(batch.state["weights"]["rec"][2], single.state["weights"]["rec"])
+    # forward: per-element inputs; elements 0 and 2 get the same spikes, element 1 none
+    batch.reset()
+    x = (torch.rand(100, 50, generator=torch.Generator().manual_seed(2)) < 0.1).double()
+    inp = torch.stack([x, torch.zeros_like(x), x], dim=1)
+    with torch.no_grad():
+        out = batch({"inp": inp})["exc"]
+    assert torch.equal(out[:, 0], out[:, 2])
+    assert out[:, 0].sum() > out[:, 1].sum()
+
+
+def test_run_in_chunks_and_reset_reproduce():
+    net = _random_network(n=200, n_in=50, seed=7)
+    sim = neuromem.compile(net, backend="torch")
+    whole = sim.run(300).spikes["exc"]
+    sim.reset()
+    parts = np.concatenate([sim.run(100).spikes["exc"], sim.run(200).spikes["exc"]])
+    assert np.array_equal(whole, parts)
+    assert np.array_equal(sim.probes.spikes["exc"], whole)
+
+
+def test_next_step_reset_identical_to_numba():
+    base = _random_network(n=200, n_in=50, seed=9)
+    net = Network(base.name, Discretization(dt=1.0, reset_mode="next_step"), base.populations,
+                  base.projections, probes=base.probes)
+    rasters = [neuromem.compile(net, backend=b).run(300).spikes["exc"]
+               for b in ("numba", "torch")]
+    assert rasters[0].sum() > 0 and np.array_equal(*rasters)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_cuda_matches_cpu():
+    net = _random_network(n=200, n_in=50, seed=11)
+    cpu = neuromem.compile(net, backend="torch").run(200).spikes["exc"]
+    gpu = neuromem.compile(net, backend="torch", device="cuda").run(200).spikes["exc"]
+    assert np.array_equal(cpu, gpu)
