@@ -284,7 +284,6 @@ def _lower_population(p: Population, disc: Discretization) -> PopulationProgram:
     refr = np.zeros(p.size, dtype=np.int64)
     if m.refractory is not None:
         refr = np.ceil(p.params[m.refractory] / disc.dt - 1e-9).astype(np.int64)
-    del env["dt"]
     return PopulationProgram(
         name=p.name, size=p.size, spike_source=m.spike_source,
         state={k: np.array(v, dtype=np.float64) for k, v in p.initial.items()},
@@ -304,7 +303,6 @@ def _lower_plasticity(pr: Projection, disc: Discretization) -> PlasticityProgram
     odes = rule.trace_odes()
     pre = integrate({k: odes[k] for k in rule.pre_traces}, disc.integrator, hoist, where)
     post = integrate({k: odes[k] for k in rule.post_traces}, disc.integrator, hoist, where)
-    del env["dt"]
     pre_syn, pre_neu = rule.pre_statements()
     post_syn, post_neu = rule.post_statements()
     return PlasticityProgram(

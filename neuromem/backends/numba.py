@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +190,47 @@ def _assign(code: _Code, stmts: tuple[Statement, ...], pr: Printer) -> None:
         code(f"{pr.name(s.target)} = {pr(s.value)}")
 
 
-def generate(sim: NumbaSimulation) -> tuple[str, list[str], dict[str, str]]:
-    """Sources of the driver and of its kernels, and the driver's argument names.
+@dataclass
+class _Group:
+    """Populations that share one neuron kernel, laid out as one set of contiguous arrays."""
 
-    The driver is specific to the network but only calls kernels, so it compiles quickly; the
-    kernels are keyed by their source and shared between populations and networks.
+    name: str
+    kernel: str                      # kernel module alias
+    populations: list[PopulationProgram]
+    offsets: dict[str, int]          # population -> first index inside the group
+    lo: int                          # first index in the global spike vector
+    size: int
+
+
+def _layout(prog, reset_mode: str, kernel) -> tuple[list[_Group], dict[str, int], int, int]:
+    """Group populations by neuron kernel; global spike index: groups first, then sources."""
+    by_source: dict[str, list[PopulationProgram]] = {}
+    for p in prog.populations.values():
+        if not p.spike_source:
+            by_source.setdefault(_neuron_kernel(p, reset_mode), []).append(p)
+    groups, where, lo = [], {}, 0
+    for g, (src, pops) in enumerate(by_source.items()):
+        offsets, size = {}, 0
+        for p in pops:
+            offsets[p.name], where[p.name] = size, lo + size
+            size += p.size
+        groups.append(_Group(f"G{g}", kernel(src), pops, offsets, lo, size))
+        lo += size
+    src_lo = lo
+    for p in prog.populations.values():
+        if p.spike_source:
+            where[p.name] = lo
+            lo += p.size
+    return groups, where, src_lo, lo
+
+
+def generate(sim: NumbaSimulation) -> tuple[str, list[str], dict[str, str], list[_Group],
+                                             dict[str, int], int, int]:
+    """Sources of the driver and its kernels, the driver's argument names and the layout.
+
+    Kernels are keyed by their source and shared between populations and networks; the driver
+    only calls kernels and takes every size and offset as an argument, so it is shared by all
+    networks of the same structure and compiles quickly.
     """
     prog = sim.program
     assert prog.phases == PHASES, "lowering phases changed: update the numba generator"
@@ -205,78 +242,66 @@ def generate(sim: NumbaSimulation) -> tuple[str, list[str], dict[str, str]]:
         kernels[alias] = source
         return alias
 
-    args: list[str] = ["n_steps", "t0", "buf_len"]
-    pops = prog.populations
-    neuron_alias = {}
-    for p in pops.values():
-        n = p.name
-        args += [f"P_{n}__spk", f"P_{n}__src", f"P_{n}__rec"]
-        if p.spike_source:
-            continue
-        neuron_alias[n] = kernel(_neuron_kernel(p, prog.reset_mode))
-        args += [f"P_{n}__{v}" for v in p.state] + [f"P_{n}__c_{k}" for k in p.constants]
-        args += [f"P_{n}__in_{v}" for v in p.inputs] + [f"P_{n}__in_stride_{v}" for v in p.inputs]
-        args += [f"P_{n}__ref", f"P_{n}__refsteps"]
-        args += [f"P_{n}__ring_{port}" for port in p.ports]
-    plastic_alias = {}
+    groups, where, src_lo, n_total = _layout(prog, prog.reset_mode, kernel)
+    args: list[str] = ["n_steps", "t0", "buf_len", "spk", "rec", "src", "src_lo", "src_hi"]
+    c = _Code()
+    deliver, neurons, plasticity, propagate, record = [], [], [], [], []
+    for g in groups:
+        p0 = g.populations[0]
+        G = g.name
+        args += [f"{G}__lo", f"{G}__hi", f"{G}__ref", f"{G}__refsteps"]
+        args += [f"{G}__{v}" for v in p0.state] + [f"{G}__c_{k}" for k in p0.constants]
+        args += [f"{G}__in_{v}" for v in p0.inputs] + [f"{G}__in_stride_{v}" for v in p0.inputs]
+        args += [f"{G}__ring_{port}" for port in p0.ports]
+        for port, (var, scale) in p0.ports.items():
+            deliver.append(f"K.deliver({G}__{var}, {G}__ring_{port}, slot, {G}__c_{scale})")
+        kargs = [f"spk[{G}__lo:{G}__hi]", f"{G}__ref", f"{G}__refsteps",
+                 *[f"{G}__{v}" for v in p0.state], *[f"{G}__c_{k}" for k in p0.constants],
+                 *[f"{G}__in_{v}" for v in p0.inputs], *[f"{G}__in_stride_{v}" for v in p0.inputs]]
+        neurons.append(f"{g.kernel}.kernel(step, {', '.join(kargs)})")
+    group_of = {p.name: g for g in groups for p in g.populations}
     for q in prog.projections.values():
-        args += [f"Q_{q.name}__{a}" for a in ("indptr", "post", "delay", "w", "pre",
-                                               "post_indptr", "by_post")]
+        Q = f"Q_{q.name}"
+        args += [f"{Q}__{a}" for a in ("pre_lo", "pre_hi", "indptr", "post_in_group", "delay",
+                                       "w")]
+        ring = f"{group_of[q.post].name}__ring_{q.port}"
+        propagate.append(f"K.propagate(spk[{Q}__pre_lo:{Q}__pre_hi], {Q}__indptr, "
+                         f"{Q}__post_in_group, {Q}__delay, {Q}__w, {ring}, t)")
         if q.plasticity is not None:
             pl = q.plasticity
-            plastic_alias[q.name] = kernel(_plasticity_kernel(pl))
-            args += [f"Q_{q.name}__tr_{t}" for t in (*pl.pre_traces, *pl.post_traces)]
-            args += [f"Q_{q.name}__c_{k}" for k in pl.constants]
-    probes = [(pop, var) for pop, var, _ in prog.state_probes]
-    args += [f"R_{i}__data" for i in range(len(probes))]
-    args += [f"R_{i}__idx" for i in range(len(probes))]
+            args += [f"{Q}__{a}" for a in ("post_lo", "post_hi", "post", "pre", "post_indptr",
+                                           "by_post")]
+            args += [f"{Q}__tr_{t}" for t in (*pl.pre_traces, *pl.post_traces)]
+            args += [f"{Q}__c_{k}" for k in pl.constants]
+            kargs = [f"spk[{Q}__pre_lo:{Q}__pre_hi]", f"spk[{Q}__post_lo:{Q}__post_hi]",
+                     *[f"{Q}__{a}" for a in ("indptr", "post", "pre", "post_indptr", "by_post",
+                                             "w")],
+                     *[f"{Q}__tr_{t}" for t in (*pl.pre_traces, *pl.post_traces)],
+                     *[f"{Q}__c_{k}" for k in pl.constants]]
+            plasticity.append(f"{kernel(_plasticity_kernel(pl))}.kernel({', '.join(kargs)})")
+    for r in range(len(prog.state_probes)):
+        args += [f"R_{r}__data", f"R_{r}__var", f"R_{r}__idx"]
+        record.append(f"K.record_state(R_{r}__data, step, R_{r}__var, R_{r}__idx)")
 
-    c = _Code()
     c(f"@numba.njit(cache=True, nogil=True)\ndef run({', '.join(args)}):")
     with c.block():
         c("for step in range(n_steps):")
         with c.block():
             c("t = t0 + step")
             c("slot = t % buf_len")
-            for p in pops.values():  # deliver
-                for port, (var, scale) in p.ports.items():
-                    c(f"K.deliver(P_{p.name}__{var}, P_{p.name}__ring_{port}, slot, "
-                      f"P_{p.name}__c_{scale})")
-            for p in pops.values():  # reset_prev, integrate, threshold, reset
-                n = p.name
-                if p.spike_source:
-                    c(f"K.copy_source(P_{n}__spk, P_{n}__src, step)")
-                    continue
-                kargs = [f"P_{n}__spk", f"P_{n}__ref", f"P_{n}__refsteps",
-                         *[f"P_{n}__{v}" for v in p.state],
-                         *[f"P_{n}__c_{k}" for k in p.constants],
-                         *[f"P_{n}__in_{v}" for v in p.inputs],
-                         *[f"P_{n}__in_stride_{v}" for v in p.inputs]]
-                c(f"{neuron_alias[n]}.kernel(step, {', '.join(kargs)})")
-            for p in pops.values():
-                c(f"K.record_spikes(P_{p.name}__rec, step, P_{p.name}__spk)")
-            for q in prog.projections.values():  # plasticity
-                if q.plasticity is None:
-                    continue
-                Q, pl = f"Q_{q.name}", q.plasticity
-                kargs = [f"P_{q.pre}__spk", f"P_{q.post}__spk",
-                         *[f"{Q}__{a}" for a in ("indptr", "post", "pre", "post_indptr",
-                                                 "by_post", "w")],
-                         *[f"{Q}__tr_{t}" for t in (*pl.pre_traces, *pl.post_traces)],
-                         *[f"{Q}__c_{k}" for k in pl.constants]]
-                c(f"{plastic_alias[q.name]}.kernel({', '.join(kargs)})")
-            for q in prog.projections.values():  # propagate
-                Q = f"Q_{q.name}"
-                c(f"K.propagate(P_{q.pre}__spk, {Q}__indptr, {Q}__post, {Q}__delay, {Q}__w, "
-                  f"P_{q.post}__ring_{q.port}, t)")
-            for r, (pop, var) in enumerate(probes):  # record
-                c(f"K.record_state(R_{r}__data, step, P_{pop}__{var}, R_{r}__idx)")
+            for line in deliver:                                  # deliver
+                c(line)
+            c("K.copy_source(spk[src_lo:src_hi], src, step)")
+            for line in neurons:                                  # (reset_prev), integrate,
+                c(line)                                           # threshold, reset
+            c("K.record_spikes(rec, step, spk)")
+            for line in plasticity + propagate + record:         # plasticity, propagate, record
+                c(line)
     imports = "".join(f"import {_module_name(src)} as {alias}\n"
                       for alias, src in kernels.items())
-    driver = (_HEADER.format(name=f"network {prog.name!r}")
-              + "import neuromem.backends._numba_kernels as K\n" + imports + "\n\n"
-              + "\n".join(c.lines) + "\n")
-    return driver, args, kernels
+    driver = (_HEADER.format(name="driver") + "import neuromem.backends._numba_kernels as K\n"
+              + imports + "\n\n" + "\n".join(c.lines) + "\n")
+    return driver, args, kernels, groups, where, src_lo, n_total
 
 
 def _module_name(source: str) -> str:
@@ -300,84 +325,104 @@ def _load(source: str):
 
 
 class NumbaSimulation(Simulation):
-    """Simulation on the CPU with a generated, jitted time loop (float64, one thread)."""
+    """Simulation on the CPU with a generated, jitted time loop (float64, one thread).
+
+    Populations of one neuron model are stored as one set of arrays and updated by one kernel
+    call per step; spikes live in one global vector (groups first, then spike sources).
+    """
 
     backend = "numba"
 
     def __init__(self, net, **options: Any) -> None:
         super().__init__(net, **options)
-        source, self._argnames, kernels = generate(self)
-        self.source = source
+        (self.source, self._argnames, kernels, self._groups, self._where, self._src_lo,
+         self._n_total) = generate(self)
         for kernel_source in kernels.values():
             _load(kernel_source)
-        self._fn = _load(source).run
+        self._fn = _load(self.source).run
         self._reset()
 
     def _reset(self) -> None:
         prog = self.program
         L = prog.buffer_length()
-        a: dict[str, Any] = {}
-        for p in prog.populations.values():
-            n = p.name
-            a[f"P_{n}__spk"] = np.zeros(p.size, dtype=np.bool_)
-            if p.spike_source:
-                continue
-            for v, x in p.state.items():
-                a[f"P_{n}__{v}"] = x.copy()
-            for k, x in p.constants.items():
-                a[f"P_{n}__c_{k}"] = np.ascontiguousarray(x)
-            a[f"P_{n}__ref"] = np.zeros(p.size, dtype=np.int64)
-            a[f"P_{n}__refsteps"] = p.refractory_steps
-            for port in p.ports:
-                a[f"P_{n}__ring_{port}"] = np.zeros((L, p.size))
+        a: dict[str, Any] = {"spk": np.zeros(self._n_total, dtype=np.bool_),
+                             "src_lo": self._src_lo, "src_hi": self._n_total}
+        for g in self._groups:
+            G, p0 = g.name, g.populations[0]
+            a[f"{G}__lo"], a[f"{G}__hi"] = g.lo, g.lo + g.size
+            a[f"{G}__ref"] = np.zeros(g.size, dtype=np.int64)
+            a[f"{G}__refsteps"] = np.concatenate([p.refractory_steps for p in g.populations])
+            for v in p0.state:
+                a[f"{G}__{v}"] = np.concatenate([p.state[v] for p in g.populations])
+            for k in p0.constants:
+                a[f"{G}__c_{k}"] = np.concatenate([p.constants[k] for p in g.populations])
+            for port in p0.ports:
+                a[f"{G}__ring_{port}"] = np.zeros((L, g.size))
+        group_of = {p.name: g for g in self._groups for p in g.populations}
         for q in prog.projections.values():
             Q = f"Q_{q.name}"
-            a.update({f"{Q}__indptr": q.indptr, f"{Q}__post": q.post_index,
-                      f"{Q}__delay": q.delay, f"{Q}__w": q.weight.copy(),
-                      f"{Q}__pre": q.pre_index, f"{Q}__post_indptr": q.post_indptr,
-                      f"{Q}__by_post": q.by_post})
+            pre_lo = self._where[q.pre]
+            post_g = group_of[q.post]
+            a.update({f"{Q}__pre_lo": pre_lo, f"{Q}__pre_hi": pre_lo + len(q.indptr) - 1,
+                      f"{Q}__indptr": q.indptr, f"{Q}__delay": q.delay,
+                      f"{Q}__post_in_group": q.post_index + post_g.offsets[q.post],
+                      f"{Q}__w": q.weight.copy()})
             if q.plasticity is not None:
                 pl = q.plasticity
+                post_lo = self._where[q.post]
+                a.update({f"{Q}__post_lo": post_lo, f"{Q}__post_hi": post_lo + len(q.post_indptr)
+                          - 1, f"{Q}__post": q.post_index, f"{Q}__pre": q.pre_index,
+                          f"{Q}__post_indptr": q.post_indptr, f"{Q}__by_post": q.by_post})
                 for t in pl.pre_traces:
                     a[f"{Q}__tr_{t}"] = np.zeros(prog.populations[q.pre].size)
                 for t in pl.post_traces:
                     a[f"{Q}__tr_{t}"] = np.zeros(prog.populations[q.post].size)
                 for k, x in pl.constants.items():
                     a[f"{Q}__c_{k}"] = x
-        for r, (_, _, idx) in enumerate(prog.state_probes):
-            a[f"R_{r}__idx"] = idx
+        for r, (pop, var, idx) in enumerate(prog.state_probes):
+            g = group_of[pop]
+            a[f"R_{r}__var"] = a[f"{g.name}__{var}"]
+            a[f"R_{r}__idx"] = idx + g.offsets[pop]
         self._arrays = a
 
     def _run(self, steps, spikes, currents):
         prog = self.program
         a = self._arrays
-        rec = {}
-        for p in prog.populations.values():
-            n = p.name
-            rec[n] = np.zeros((steps, p.size), dtype=np.bool_)
-            a[f"P_{n}__rec"] = rec[n]
-            a[f"P_{n}__src"] = spikes[n] if p.spike_source else np.zeros((1, 1), np.bool_)
-            for v in p.inputs:
-                drive = currents.get((n, v))
-                a[f"P_{n}__in_{v}"] = np.zeros((1, p.size)) if drive is None else \
-                    np.ascontiguousarray(drive, dtype=np.float64)
-                a[f"P_{n}__in_stride_{v}"] = 0 if drive is None else 1
+        a["rec"] = rec = np.zeros((steps, self._n_total), dtype=np.bool_)
+        a["src"] = np.zeros((steps, self._n_total - self._src_lo), dtype=np.bool_)
+        for name, raster in spikes.items():
+            lo = self._where[name] - self._src_lo
+            a["src"][:, lo:lo + raster.shape[1]] = raster
+        for g in self._groups:
+            for v in g.populations[0].inputs:
+                driven = [p for p in g.populations if (p.name, v) in currents]
+                drive = np.zeros((steps if driven else 1, g.size))
+                for p in driven:
+                    off = g.offsets[p.name]
+                    drive[:, off:off + p.size] = currents[(p.name, v)]
+                a[f"{g.name}__in_{v}"] = drive
+                a[f"{g.name}__in_stride_{v}"] = 1 if driven else 0
         data = []
         for r, (_, _, idx) in enumerate(prog.state_probes):
             data.append(np.zeros((steps, idx.size)))
             a[f"R_{r}__data"] = data[-1]
-        self._fn(steps, self.t, prog.buffer_length(),
-                 *[a[k] for k in self._argnames[3:]])
+        self._fn(steps, self.t, prog.buffer_length(), *[a[k] for k in self._argnames[3:]])
         state = {f"{pop}.{var}": d for (pop, var, _), d in zip(prog.state_probes, data,
                                                                strict=True)}
-        return {k: rec[k] for k in prog.spike_probes}, state
+        out = {}
+        for name in prog.spike_probes:
+            lo = self._where[name]
+            out[name] = rec[:, lo:lo + prog.populations[name].size].copy()
+        return out, state
 
     @property
     def state(self) -> dict[str, dict[str, np.ndarray]]:
         out: dict[str, dict[str, np.ndarray]] = {}
-        for p in self.program.populations.values():
-            if not p.spike_source:
-                out[p.name] = {v: self._arrays[f"P_{p.name}__{v}"].copy() for v in p.state}
+        for g in self._groups:
+            for p in g.populations:
+                off = g.offsets[p.name]
+                out[p.name] = {v: self._arrays[f"{g.name}__{v}"][off:off + p.size].copy()
+                               for v in p.state}
         out["weights"] = {q.name: self._arrays[f"Q_{q.name}__w"][q.order].copy()
                           for q in self.program.projections.values()}
         return out
