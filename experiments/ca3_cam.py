@@ -32,6 +32,25 @@ AUTHORS_NAMES = {"cueCue": "CA3cueCueRecall", "contCue": "CA3contCueRecall",
                  "contCond": "CA3contCond", "contCondInt": "CA3contCondInt",
                  "cueCont": "CA3cueContRecall", "contCont": "CA3contContRecall",
                  "mergeCue": "CA3MergeCue", "mergeCont": "CA3MergeCont"}
+#: Differences from the authors' recordings that the JSON numbers show, and why.
+DEVIATIONS = [
+    "Output latencies equal the authors' for every operation type (learn echo 5/7, recall by "
+    "cue 5 and 6, recall by content 6 and 5 steps).",
+    "Recall by content after a cue was re-learnt (overwritten) returns the cue for its old "
+    "content bits too: re-learning does not depress the content->cue (contCont->cueCont) "
+    "synapses of the old bits in our model. The old bits' glitch spike in contCont at t0+4 sits "
+    "between the cue's cueCont spikes at t0+3 and t0+5, and pair STDP with equal A and tau "
+    "depresses and then re-potentiates it (per-event clipping, sPyNNaker's order). The authors' "
+    "SpiNNaker run forgets these pairs; no variant of sPyNNaker's published pair-rule timing "
+    "(dendritic/axonal delay, deferred windows, coincidence rules, clipping order) that we "
+    "tested reproduces both this and the cue->content learning seen in the same recording. "
+    "All 13 mismatching recalls of exp2 and the 4 of exp1 are recalls by content after an "
+    "overwrite (or, in exp1, after a two-bit query that potentiated extra pairs). "
+    "Cue->content learning, recall by cue and overwrite by cue reproduce the authors' internal "
+    "rasters exactly in exp2 (contCue, contCond, contCondInt, contCont, mergeCont).",
+    "numba, torch and brian2 give identical rasters (same lowered program).",
+]
+
 #: The paper's nominal output latencies (steps after the operation starts).
 PAPER_LATENCY = {"learn": {"cue": 5, "content": 5}, "recall_cue": {"cue": 5, "content": 6},
                  "recall_content": {"cue": 6, "content": 5}}
@@ -60,13 +79,17 @@ def replay(name: str, backend: str, data: str | None) -> dict[str, Any]:
     internal = {ours: bool(np.array_equal(out[ours], sp[theirs]))
                 for ours, theirs in AUTHORS_NAMES.items()}
     summary = {
+        "steps": int(sp["INcue"].shape[0]),
         "operations": len(rows),
+        "operations_by_kind": {k: sum(r["kind"] == k for r in rows) for k in PAPER_LATENCY},
         "recall_operations": len(recalls),
         "recall_operations_matching": sum(r["same_neurons"] for r in recalls),
         "operations_with_identical_output_raster": sum(r["same_raster"] for r in rows),
         "latency_steps": latency,
         "internal_population_raster_identical": internal,
-        "wall_time_s": {"build_and_compile": round(t1 - t0, 3), "simulate": round(t2 - t1, 3)},
+        # replay_s includes JIT / C compilation when this network structure is new to the
+        # process and the on-disk caches are cold (the first experiment of a backend)
+        "wall_time_s": {"build_s": round(t1 - t0, 3), "replay_s": round(t2 - t1, 3)},
         "mismatches": [r for r in rows if not r["same_raster"]],
     }
     return {"summary": summary, "spikes": out, "recording": sp, "n": n}
@@ -96,6 +119,7 @@ def run(quick: bool = False, backends: list[str] | None = None, data: str | None
         "paper": "Casanueva-Morato et al., Neural Networks 2024 (arXiv 2310.05868)",
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "neuromem": neuromem.__version__},
+        "known_deviations": DEVIATIONS,
         "backends": {},
     }
     jobs = [(b, e) for b in backends for e in EXPERIMENTS]
