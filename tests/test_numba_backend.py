@@ -186,14 +186,17 @@ def test_stdp_scaled_by_w_max_and_multiplicative():
     assert w == pytest.approx(1.0 + 0.2 * (6.0 - 1.0) * math.exp(-2.0 / 5.0), rel=1e-13)
 
 
-@pytest.mark.parametrize("quirk", [False, True])
-def test_stdp_coincident_pre_and_post(quirk):
-    """Post at 2, then pre and post together at 5: the coincident pair counts for nothing; the
-    pre spike is depressed by the post spike of step 2 unless sPyNNaker's quirk skips it."""
-    net = _stdp_net([5], [2, 5], 0.5, stdp_pair("additive", spinnaker_coincidence=quirk), STDP)
+@pytest.mark.parametrize("coincidence", ["ignore", "spinnaker", "potentiate"])
+def test_stdp_coincident_pre_and_post(coincidence):
+    """Post at 2, then pre and post together at 5: with "ignore" the coincident pair counts for
+    nothing and the pre spike is depressed by the post spike of step 2; sPyNNaker's rule skips
+    that depression; "potentiate" counts the pair at distance 0 (one full A_plus step)."""
+    net = _stdp_net([5], [2, 5], 0.5, stdp_pair("additive", coincidence=coincidence), STDP)
     w, res = _final_weight(net)
     assert np.nonzero(res.spikes["post"][:, 0])[0].tolist() == [2, 5]
-    expected = 0.5 if quirk else 0.5 - STDP["A_minus"] * math.exp(-3.0 / STDP["tau_minus"])
+    depression = STDP["A_minus"] * math.exp(-3.0 / STDP["tau_minus"])
+    expected = {"ignore": 0.5 - depression, "spinnaker": 0.5,
+                "potentiate": min(0.5 + STDP["A_plus"], STDP["w_max"]) - depression}[coincidence]
     assert w == pytest.approx(expected, rel=1e-13)
 
 

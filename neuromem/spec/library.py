@@ -101,7 +101,7 @@ def spike_source() -> NeuronModel:
 
 
 def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False,
-              spinnaker_coincidence: bool = False) -> PlasticityRule:
+              coincidence: str = "ignore") -> PlasticityRule:
     """Pair-based STDP with all-to-all pairing (PyNN ``SpikePairRule``).
 
     Potentiation on a post event: ``A_plus * exp(-dt_pair / tau_plus)``; depression on a pre
@@ -115,10 +115,11 @@ def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False,
     scale_by_w_max : bool
         Multiply A_plus and A_minus by ``w_max`` as sPyNNaker's additive rule does (then
         ``A = 6, w_max = 6`` means a step of 36).
-    spinnaker_coincidence : bool
-        sPyNNaker's pair rule skips the whole depression of a pre spike that coincides with a
-        post spike of the same step (``time_since_last_post == 0``). Off: coincident pairs
-        are simply not counted, and depression from earlier post spikes still applies.
+    coincidence : {"ignore", "potentiate", "spinnaker"}
+        What a pre and a post spike in the same step do. ``ignore``: the pair counts for
+        nothing. ``potentiate``: it counts as a pair at distance 0 (the weight steps up by
+        ``A_plus`` times the scale). ``spinnaker``: like ``ignore``, and, as in sPyNNaker's pair
+        rule (``time_since_last_post == 0``), the pre spike's whole depression is skipped.
 
     Notes
     -----
@@ -134,11 +135,16 @@ def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False,
     else:
         raise ValueError(f"stdp_pair: unknown weight dependence {weight_dependence!r} "
                          "(additive, multiplicative)")
-    if spinnaker_coincidence:
+    if coincidence == "spinnaker":
         depress = f"w if post_event else {depress}"
+    elif coincidence == "potentiate":
+        potentiate = potentiate.replace("apre", "(apre + pre_event)")
+    elif coincidence != "ignore":
+        raise ValueError(f"stdp_pair: unknown coincidence rule {coincidence!r} "
+                         "(ignore, potentiate, spinnaker)")
     return PlasticityRule(
         name=f"stdp_pair_{weight_dependence}" + ("_scaled" if scale_by_w_max else "")
-        + ("_spinnaker" if spinnaker_coincidence else ""),
+        + ("" if coincidence == "ignore" else f"_coincidence_{coincidence}"),
         params={
             "tau_plus": ("ms", 20.0),
             "tau_minus": ("ms", 20.0),
