@@ -28,10 +28,16 @@ EXPERIMENTS = ("exp1_learn_recall_forget", "exp2_stress_testbench")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: Our population -> the authors' raster name.
-AUTHORS_NAMES = {"cueCue": "CA3cueCueRecall", "contCue": "CA3contCueRecall",
-                 "contCond": "CA3contCond", "contCondInt": "CA3contCondInt",
-                 "cueCont": "CA3cueContRecall", "contCont": "CA3contContRecall",
-                 "mergeCue": "CA3MergeCue", "mergeCont": "CA3MergeCont"}
+AUTHORS_NAMES = {
+    "cueCue": "CA3cueCueRecall",
+    "contCue": "CA3contCueRecall",
+    "contCond": "CA3contCond",
+    "contCondInt": "CA3contCondInt",
+    "cueCont": "CA3cueContRecall",
+    "contCont": "CA3contContRecall",
+    "mergeCue": "CA3MergeCue",
+    "mergeCont": "CA3MergeCont",
+}
 #: Differences from the authors' recordings that the JSON numbers show, and why.
 DEVIATIONS = [
     "Output latencies equal the authors' for every operation type (learn echo 5/7, recall by "
@@ -51,12 +57,14 @@ DEVIATIONS = [
 ]
 
 #: The paper's nominal output latencies (steps after the operation starts).
-PAPER_LATENCY = {"learn": {"cue": 5, "content": 5}, "recall_cue": {"cue": 5, "content": 6},
-                 "recall_content": {"cue": 6, "content": 5}}
+PAPER_LATENCY = {
+    "learn": {"cue": 5, "content": 5},
+    "recall_cue": {"cue": 5, "content": 6},
+    "recall_content": {"cue": 6, "content": 5},
+}
 
 
-def replay(name: str, backend: str, data: str | None, stdp: str = "identified"
-           ) -> dict[str, Any]:
+def replay(name: str, backend: str, data: str | None, stdp: str = "identified") -> dict[str, Any]:
     """Replay one recording on one backend; returns the comparison and our rasters."""
     rec = load_ca3_recording(name, data)
     sp, n = rec["spikes"], rec["n_cues"]
@@ -72,12 +80,16 @@ def replay(name: str, backend: str, data: str | None, stdp: str = "identified"
     for kind in PAPER_LATENCY:
         sel = [r for r in rows if r["kind"] == kind]
         latency[kind] = {
-            side: {"ours": sorted({r["ours"][side]["latency"] for r in sel} - {None}),
-                   "authors": sorted({r["reference"][side]["latency"] for r in sel} - {None}),
-                   "paper": PAPER_LATENCY[kind][side]}
-            for side in ("cue", "content")}
-    internal = {ours: bool(np.array_equal(out[ours], sp[theirs]))
-                for ours, theirs in AUTHORS_NAMES.items()}
+            side: {
+                "ours": sorted({r["ours"][side]["latency"] for r in sel} - {None}),
+                "authors": sorted({r["reference"][side]["latency"] for r in sel} - {None}),
+                "paper": PAPER_LATENCY[kind][side],
+            }
+            for side in ("cue", "content")
+        }
+    internal = {
+        ours: bool(np.array_equal(out[ours], sp[theirs])) for ours, theirs in AUTHORS_NAMES.items()
+    }
     summary = {
         "steps": int(sp["INcue"].shape[0]),
         "operations": len(rows),
@@ -99,17 +111,27 @@ def figure(result: dict[str, Any], name: str, backend: str, path: Path) -> None:
     out, sp, n = result["spikes"], result["recording"], result["n"]
     panels = [("INcue", sp["INcue"]), ("INcont", sp["INcont"])]
     panels += [(ours, out[ours], sp[theirs]) for ours, theirs in AUTHORS_NAMES.items()]
-    panels += [("OUTcue", out["OL"][:, :n], sp["OUTcue"]),
-               ("OUTcont", out["OL"][:, n:], sp["OUTcont"])]
+    panels += [
+        ("OUTcue", out["OL"][:, :n], sp["OUTcue"]),
+        ("OUTcont", out["OL"][:, n:], sp["OUTcont"]),
+    ]
     s = result["summary"]
-    raster_figure(panels, f"CA3 memory, {name} on {backend}: ours (red dots) over the authors' "
-                          f"SpiNNaker raster (grey ticks); recall ops matching "
-                          f"{s['recall_operations_matching']}/{s['recall_operations']}",
-                  str(path), xlim=(-1, min(sp["INcue"].shape[0], 300)))
+    raster_figure(
+        panels,
+        f"CA3 memory, {name} on {backend}: ours (red dots) over the authors' "
+        f"SpiNNaker raster (grey ticks); recall ops matching "
+        f"{s['recall_operations_matching']}/{s['recall_operations']}",
+        str(path),
+        xlim=(-1, min(sp["INcue"].shape[0], 300)),
+    )
 
 
-def run(quick: bool = False, backends: list[str] | None = None, data: str | None = None,
-        out_dir: str | Path | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    backends: list[str] | None = None,
+    data: str | None = None,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Run the replay; ``quick`` changes nothing here (the recordings are short)."""
     backends = list(backends or BACKENDS)
     out = Path(out_dir) if out_dir is not None else RESULTS
@@ -117,8 +139,11 @@ def run(quick: bool = False, backends: list[str] | None = None, data: str | None
     results: dict[str, Any] = {
         "experiment": "ca3_cam",
         "paper": "Casanueva-Morato et al., Neural Networks 2024 (arXiv 2310.05868)",
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "neuromem": neuromem.__version__},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "neuromem": neuromem.__version__,
+        },
         "known_deviations": DEVIATIONS,
         "backends": {},
     }
@@ -130,14 +155,23 @@ def run(quick: bool = False, backends: list[str] | None = None, data: str | None
             key = "backends" if variant == "identified" else "published_stdp_backends"
             results[key].setdefault(backend, {})[name] = r["summary"]
             if name == "exp2_stress_testbench" and backend == backends[0]:
-                figure(r, name, f"{backend}, {variant} STDP",
-                       out / ("ca3_cam.png" if variant == "identified"
-                              else "ca3_cam_published_stdp.png"))
+                figure(
+                    r,
+                    name,
+                    f"{backend}, {variant} STDP",
+                    out
+                    / ("ca3_cam.png" if variant == "identified" else "ca3_cam_published_stdp.png"),
+                )
             bar.update(1)
     with open(out / "ca3_cam.json", "w") as f:
         json.dump(results, f, indent=1)
     keys = ("operations", "recall_operations", "recall_operations_matching", "wall_time_s")
-    return {variant: {b: {e: {k: v[k] for k in keys} for e, v in r.items()}
-                      for b, r in results[key].items()}
-            for variant, key in (("identified_stdp", "backends"),
-                                 ("published_stdp", "published_stdp_backends"))}
+    return {
+        variant: {
+            b: {e: {k: v[k] for k in keys} for e, v in r.items()} for b, r in results[key].items()
+        }
+        for variant, key in (
+            ("identified_stdp", "backends"),
+            ("published_stdp", "published_stdp_backends"),
+        )
+    }

@@ -37,25 +37,38 @@ FIT, HELD_OUT = "exp2_stress_testbench", "exp1_learn_recall_forget"
 RULES = ("potentiate", "spinnaker", "ignore")
 
 
-def evaluate(rec: dict[str, Any], coincidence: str, tau_plus: float, tau_minus: float,
-             backend: str) -> dict[str, int]:
+def evaluate(
+    rec: dict[str, Any], coincidence: str, tau_plus: float, tau_minus: float, backend: str
+) -> dict[str, int]:
     """Recall operations with the authors' output neurons, and operations with their raster."""
     sp, n = rec["spikes"], rec["n_cues"]
     params = dict(STDP_VARIANTS["published"]["params"], tau_plus=tau_plus, tau_minus=tau_minus)
-    mem = CA3Memory(n, rec["n_bits"], backend=backend,
-                    stdp={"coincidence": coincidence, "params": params})
+    mem = CA3Memory(
+        n, rec["n_bits"], backend=backend, stdp={"coincidence": coincidence, "params": params}
+    )
     out = mem.replay(sp["INcue"], sp["INcont"])["OL"]
-    rows = compare_outputs(segment_operations(sp["INcue"], sp["INcont"]), out[:, :n],
-                           out[:, n:], sp["OUTcue"], sp["OUTcont"])
+    rows = compare_outputs(
+        segment_operations(sp["INcue"], sp["INcont"]),
+        out[:, :n],
+        out[:, n:],
+        sp["OUTcue"],
+        sp["OUTcont"],
+    )
     recalls = [r for r in rows if r["kind"] != "learn"]
-    return {"recalls_matching": sum(r["same_neurons"] for r in recalls),
-            "recalls": len(recalls),
-            "operations_identical": sum(r["same_raster"] for r in rows),
-            "operations": len(rows)}
+    return {
+        "recalls_matching": sum(r["same_neurons"] for r in recalls),
+        "recalls": len(recalls),
+        "operations_identical": sum(r["same_raster"] for r in rows),
+        "operations": len(rows),
+    }
 
 
-def run(quick: bool = False, backends: list[str] | None = None, data: str | None = None,
-        out_dir: str | Path | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    backends: list[str] | None = None,
+    data: str | None = None,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
     backend = (backends or ["numba"])[0]
     out = Path(out_dir) if out_dir is not None else RESULTS
     out.mkdir(parents=True, exist_ok=True)
@@ -70,40 +83,76 @@ def run(quick: bool = False, backends: list[str] | None = None, data: str | None
         for rule, tp, tm in grid:
             fit = evaluate(recs[FIT], rule, tp, tm, backend)
             held = evaluate(recs[HELD_OUT], rule, tp, tm, backend)
-            admissible = (fit["recalls_matching"] == fit["recalls"]
-                          and fit["operations_identical"] == fit["operations"])
-            points.append({"coincidence": rule, "tau_plus": tp, "tau_minus": tm, "fit": fit,
-                           "held_out": held, "admissible": admissible})
+            admissible = (
+                fit["recalls_matching"] == fit["recalls"]
+                and fit["operations_identical"] == fit["operations"]
+            )
+            points.append(
+                {
+                    "coincidence": rule,
+                    "tau_plus": tp,
+                    "tau_minus": tm,
+                    "fit": fit,
+                    "held_out": held,
+                    "admissible": admissible,
+                }
+            )
             bar.update(1)
     chosen = STDP_VARIANTS["identified"]
-    chosen_eval = {name: evaluate(rec, chosen["coincidence"], chosen["params"]["tau_plus"],
-                                  chosen["params"]["tau_minus"], backend)
-                   for name, rec in recs.items()}
+    chosen_eval = {
+        name: evaluate(
+            rec,
+            chosen["coincidence"],
+            chosen["params"]["tau_plus"],
+            chosen["params"]["tau_minus"],
+            backend,
+        )
+        for name, rec in recs.items()
+    }
     admissible = [p for p in points if p["admissible"]]
     doc = {
         "experiment": "ca3_stdp_identification",
-        "fit_recording": FIT, "held_out_recording": HELD_OUT, "backend": backend,
+        "fit_recording": FIT,
+        "held_out_recording": HELD_OUT,
+        "backend": backend,
         "criterion": "all recalls return the authors' output neurons and every operation's "
-                     "output raster equals the authors'",
+        "output raster equals the authors'",
         "admissible_points": len(admissible),
         "admissible_points_also_exact_on_held_out": sum(
             p["held_out"]["recalls_matching"] == p["held_out"]["recalls"]
             and p["held_out"]["operations_identical"] == p["held_out"]["operations"]
-            for p in admissible),
+            for p in admissible
+        ),
         "admissible_rules": sorted({p["coincidence"] for p in admissible}),
         "admissible_tau_plus_ms": sorted({p["tau_plus"] for p in admissible}),
         "admissible_tau_minus_ms": sorted({p["tau_minus"] for p in admissible}),
-        "published_point": next((p for p in points if p["coincidence"] == "spinnaker"
-                                 and p["tau_plus"] == 3.0 and p["tau_minus"] == 3.0), None),
+        "published_point": next(
+            (
+                p
+                for p in points
+                if p["coincidence"] == "spinnaker"
+                and p["tau_plus"] == 3.0
+                and p["tau_minus"] == 3.0
+            ),
+            None,
+        ),
         "model_default": {"stdp": chosen, "results": chosen_eval},
         "grid": points,
     }
     with open(out / "ca3_stdp_identification.json", "w") as f:
         json.dump(doc, f, indent=1)
     _figure(points, taus_plus, taus_minus, chosen, out / "ca3_stdp_identification.png")
-    return {k: doc[k] for k in ("admissible_points", "admissible_points_also_exact_on_held_out",
-                                "admissible_rules", "admissible_tau_plus_ms",
-                                "admissible_tau_minus_ms", "model_default")}
+    return {
+        k: doc[k]
+        for k in (
+            "admissible_points",
+            "admissible_points_also_exact_on_held_out",
+            "admissible_rules",
+            "admissible_tau_plus_ms",
+            "admissible_tau_minus_ms",
+            "model_default",
+        )
+    }
 
 
 def _figure(points, taus_plus, taus_minus, chosen, path: Path) -> None:
@@ -112,13 +161,21 @@ def _figure(points, taus_plus, taus_minus, chosen, path: Path) -> None:
         grid = np.zeros((len(taus_minus), len(taus_plus)))
         for p in points:
             if p["coincidence"] == rule:
-                grid[taus_minus.index(p["tau_minus"]), taus_plus.index(p["tau_plus"])] = \
-                    p["fit"]["recalls_matching"]
+                grid[taus_minus.index(p["tau_minus"]), taus_plus.index(p["tau_plus"])] = p["fit"][
+                    "recalls_matching"
+                ]
         im = ax.imshow(grid, origin="lower", vmin=0, vmax=45, cmap="viridis", aspect="auto")
         for i in range(len(taus_minus)):
             for j in range(len(taus_plus)):
-                ax.text(j, i, int(grid[i, j]), ha="center", va="center", fontsize=7,
-                        color="w" if grid[i, j] < 30 else "k")
+                ax.text(
+                    j,
+                    i,
+                    int(grid[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w" if grid[i, j] < 30 else "k",
+                )
         ax.set_xticks(range(len(taus_plus)), [str(t) for t in taus_plus], fontsize=7)
         ax.set_yticks(range(len(taus_minus)), [str(t) for t in taus_minus], fontsize=7)
         ax.set_xlabel("tau_plus (ms)")
@@ -130,7 +187,10 @@ def _figure(points, taus_plus, taus_minus, chosen, path: Path) -> None:
             ax.legend(fontsize=7, loc="upper right")
     axes[0].set_ylabel("tau_minus (ms)")
     fig.colorbar(im, ax=axes, shrink=0.8, label="exp2 recalls matching the authors (of 45)")
-    fig.suptitle("CA3 STDP windows identified from the authors' stress testbench "
-                 "(published: spinnaker rule, 3 ms / 3 ms)", fontsize=10)
+    fig.suptitle(
+        "CA3 STDP windows identified from the authors' stress testbench "
+        "(published: spinnaker rule, 3 ms / 3 ms)",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -38,8 +38,15 @@ from neuromem.spec import (
 
 BACKENDS = ("numba", "torch", "brian2")
 
-_BASE = dict(v_rest=-60.0, v_reset=-60.0, v_thresh=-57.0, tau_refrac=1.0, tau_syn_E=0.3,
-             tau_syn_I=0.3, i_offset=0.0)
+_BASE = dict(
+    v_rest=-60.0,
+    v_reset=-60.0,
+    v_thresh=-57.0,
+    tau_refrac=1.0,
+    tau_syn_E=0.3,
+    tau_syn_I=0.3,
+    i_offset=0.0,
+)
 SLOW = dict(_BASE, cm=0.27, tau_m=3.0)
 FAST = dict(_BASE, cm=0.14, tau_m=0.5)
 OUTPUT = dict(SLOW, v_thresh=-57.5)
@@ -51,23 +58,34 @@ OUTPUT = dict(SLOW, v_thresh=-57.5)
 #: windows are far narrower than the published 3 ms. Only these reproduce the authors'
 #: SpiNNaker rasters (and the forgetting the paper describes); see docs/models/ca3_cam.md.
 STDP_VARIANTS: dict[str, dict[str, Any]] = {
-    "published": {"coincidence": "spinnaker",
-                  "params": dict(tau_plus=3.0, tau_minus=3.0, A_plus=6.0, A_minus=6.0,
-                                 w_min=0.0, w_max=6.0)},
-    "identified": {"coincidence": "potentiate",
-                   "params": dict(tau_plus=0.2, tau_minus=0.55, A_plus=6.0, A_minus=6.0,
-                                  w_min=0.0, w_max=6.0)},
+    "published": {
+        "coincidence": "spinnaker",
+        "params": dict(tau_plus=3.0, tau_minus=3.0, A_plus=6.0, A_minus=6.0, w_min=0.0, w_max=6.0),
+    },
+    "identified": {
+        "coincidence": "potentiate",
+        "params": dict(tau_plus=0.2, tau_minus=0.55, A_plus=6.0, A_minus=6.0, w_min=0.0, w_max=6.0),
+    },
 }
 
 #: Population names of the architecture (the authors' raster names in brackets in the docs).
-INTERNAL = ("cueCue", "cueCont", "mergeCue", "contCue", "contCont", "contCond", "mergeCont",
-            "contCondInt")
+INTERNAL = (
+    "cueCue",
+    "cueCont",
+    "mergeCue",
+    "contCue",
+    "contCont",
+    "contCond",
+    "mergeCont",
+    "contCondInt",
+)
 
 LEARN_STEPS = 3
 
 
-def build_network(n_cues: int, n_bits: int, stdp: str | dict[str, Any] = "identified",
-                  name: str = "ca3_cam") -> Network:
+def build_network(
+    n_cues: int, n_bits: int, stdp: str | dict[str, Any] = "identified", name: str = "ca3_cam"
+) -> Network:
     """The CA3 memory for ``n_cues`` one-hot cues and ``n_bits`` content bits (dt = 1 ms).
 
     Populations: ``IL`` (spike source, n + m: cues first), the internal populations and
@@ -78,8 +96,7 @@ def build_network(n_cues: int, n_bits: int, stdp: str | dict[str, Any] = "identi
     if n < 1 or m < 1:
         raise SpecError(f"CA3 memory: need at least one cue and one content bit, got n={n}, m={m}")
     if isinstance(stdp, str) and stdp not in STDP_VARIANTS:
-        raise SpecError(f"CA3 memory: unknown STDP variant {stdp!r} "
-                        f"({', '.join(STDP_VARIANTS)})")
+        raise SpecError(f"CA3 memory: unknown STDP variant {stdp!r} ({', '.join(STDP_VARIANTS)})")
     lif = if_curr_exp()
     pops = [
         Population("IL", n + m, spike_source()),
@@ -97,8 +114,11 @@ def build_network(n_cues: int, n_bits: int, stdp: str | dict[str, Any] = "identi
 
     def connect(name, pre, post, idx, weight, delay, port="exc", offset=(0, 0), **kw):
         pre_i, post_i = idx
-        projs.append(Projection(name, pre, post, pre_i + offset[0], post_i + offset[1], weight,
-                                delay, port, **kw))
+        projs.append(
+            Projection(
+                name, pre, post, pre_i + offset[0], post_i + offset[1], weight, delay, port, **kw
+            )
+        )
 
     variant = STDP_VARIANTS[stdp] if isinstance(stdp, str) else stdp
     rule = stdp_pair("additive", scale_by_w_max=True, coincidence=variant["coincidence"])
@@ -118,10 +138,26 @@ def build_network(n_cues: int, n_bits: int, stdp: str | dict[str, Any] = "identi
     connect("contCont_mergeCont", "contCont", "mergeCont", one_to_one(m), 6.0, 1)
     connect("mergeCue_OL", "mergeCue", "OL", one_to_one(n), 6.0, 1)
     connect("mergeCont_OL", "mergeCont", "OL", one_to_one(m), 6.0, 1, offset=(0, n))
-    connect("cueCue_contCue", "cueCue", "contCue", all_to_all(n, m), 0.0, 1,
-            plasticity=rule, plasticity_params=variant["params"])
-    connect("contCont_cueCont", "contCont", "cueCont", all_to_all(m, n), 0.0, 1,
-            plasticity=rule, plasticity_params=variant["params"])
+    connect(
+        "cueCue_contCue",
+        "cueCue",
+        "contCue",
+        all_to_all(n, m),
+        0.0,
+        1,
+        plasticity=rule,
+        plasticity_params=variant["params"],
+    )
+    connect(
+        "contCont_cueCont",
+        "contCont",
+        "cueCont",
+        all_to_all(m, n),
+        0.0,
+        1,
+        plasticity=rule,
+        plasticity_params=variant["params"],
+    )
     probes = [SpikeProbe(p.name) for p in pops]
     return Network(name, Discretization(dt=1.0), tuple(pops), tuple(projs), probes=tuple(probes))
 
@@ -167,11 +203,20 @@ class CA3Memory:
         Passed to :func:`neuromem.compile`.
     """
 
-    def __init__(self, n_cues: int, n_bits: int, backend: str = "numba", spacing: int = 14,
-                 stdp: str | dict[str, Any] = "identified", **options: Any) -> None:
+    def __init__(
+        self,
+        n_cues: int,
+        n_bits: int,
+        backend: str = "numba",
+        spacing: int = 14,
+        stdp: str | dict[str, Any] = "identified",
+        **options: Any,
+    ) -> None:
         if spacing < 10:
-            raise SpecError(f"CA3 memory: spacing {spacing} steps is too short (>= 10 needed "
-                            "for the echo and the STDP window)")
+            raise SpecError(
+                f"CA3 memory: spacing {spacing} steps is too short (>= 10 needed "
+                "for the echo and the STDP window)"
+            )
         self.n, self.m, self.spacing = int(n_cues), int(n_bits), int(spacing)
         self.net = build_network(self.n, self.m, stdp)
         self.sim = neuromem.compile(self.net, backend=backend, **options)
@@ -179,8 +224,7 @@ class CA3Memory:
 
     # ------------------------------------------------------------------ encoding
     def _cue_vector(self, cue: int) -> np.ndarray:
-        if isinstance(cue, bool) or not isinstance(cue, int | np.integer) or not \
-                0 <= cue < self.n:
+        if isinstance(cue, bool) or not isinstance(cue, int | np.integer) or not 0 <= cue < self.n:
             raise SpecError(f"CA3 memory: cue must be an integer in [0, {self.n}), got {cue!r}")
         v = np.zeros(self.n, dtype=bool)
         v[int(cue)] = True
@@ -190,8 +234,7 @@ class CA3Memory:
         c = np.asarray(content)
         if c.dtype == bool:
             if c.shape != (self.m,):
-                raise SpecError(f"CA3 memory: content must have {self.m} bits, got shape "
-                                f"{c.shape}")
+                raise SpecError(f"CA3 memory: content must have {self.m} bits, got shape {c.shape}")
             return c.copy()
         c = np.asarray(content, dtype=np.int64).ravel()
         if c.size and (c.min() < 0 or c.max() >= self.m):
@@ -202,12 +245,21 @@ class CA3Memory:
 
     def _operate(self, kind: str, cue: np.ndarray, content: np.ndarray, hold: int) -> Operation:
         raster = np.zeros((self.spacing, self.n + self.m), dtype=bool)
-        raster[:hold, :self.n] = cue
-        raster[:hold, self.n:] = content
+        raster[:hold, : self.n] = cue
+        raster[:hold, self.n :] = content
         start = self.sim.t
         out = self.sim.run(self.spacing, {"IL": raster}).spikes["OL"]
-        op = Operation(kind, start, cue, content, out[:, :self.n].any(0), out[:, self.n:].any(0),
-                       _first(out[:, :self.n]), _first(out[:, self.n:]), out)
+        op = Operation(
+            kind,
+            start,
+            cue,
+            content,
+            out[:, : self.n].any(0),
+            out[:, self.n :].any(0),
+            _first(out[:, : self.n]),
+            _first(out[:, self.n :]),
+            out,
+        )
         self.history.append(op)
         return op
 
@@ -241,17 +293,23 @@ class CA3Memory:
         every population's spike raster."""
         cue_raster = np.asarray(cue_raster, dtype=bool)
         content_raster = np.asarray(content_raster, dtype=bool)
-        if cue_raster.shape[1] != self.n or content_raster.shape[1] != self.m or \
-                cue_raster.shape[0] != content_raster.shape[0]:
-            raise SpecError(f"CA3 memory: replay rasters of shapes {cue_raster.shape} and "
-                            f"{content_raster.shape} do not fit n={self.n}, m={self.m}")
+        if (
+            cue_raster.shape[1] != self.n
+            or content_raster.shape[1] != self.m
+            or cue_raster.shape[0] != content_raster.shape[0]
+        ):
+            raise SpecError(
+                f"CA3 memory: replay rasters of shapes {cue_raster.shape} and "
+                f"{content_raster.shape} do not fit n={self.n}, m={self.m}"
+            )
         il = np.concatenate([cue_raster, content_raster], axis=1)
         return self.sim.run(il.shape[0], {"IL": il}).spikes
 
 
 # ---------------------------------------------------------------------- protocol analysis
-def segment_operations(cue_in: np.ndarray, content_in: np.ndarray, gap: int = 4
-                       ) -> list[tuple[str, int, int]]:
+def segment_operations(
+    cue_in: np.ndarray, content_in: np.ndarray, gap: int = 4
+) -> list[tuple[str, int, int]]:
     """Split an input raster into operations: (kind, start step, end step exclusive).
 
     Input steps closer than ``gap`` belong to one operation; an operation with cue and content
@@ -265,14 +323,14 @@ def segment_operations(cue_in: np.ndarray, content_in: np.ndarray, gap: int = 4
         e = starts[k + 1] if k + 1 < len(starts) else cue_in.shape[0]
         block = slice(s, min(s + gap, e))
         has_cue, has_content = cue_in[block].any(), content_in[block].any()
-        kind = "learn" if has_cue and has_content else "recall_cue" if has_cue \
-            else "recall_content"
+        kind = "learn" if has_cue and has_content else "recall_cue" if has_cue else "recall_content"
         ops.append((kind, s, e))
     return ops
 
 
 def compare_outputs(ops, ours_cue, ours_content, ref_cue, ref_content) -> list[dict[str, Any]]:
     """Per operation: output neuron sets and first-spike latencies, ours against a reference."""
+
     def summary(r: np.ndarray) -> dict[str, Any]:
         return {"neurons": sorted(int(i) for i in np.nonzero(r.any(0))[0]), "latency": _first(r)}
 
@@ -280,13 +338,18 @@ def compare_outputs(ops, ours_cue, ours_content, ref_cue, ref_content) -> list[d
     for kind, s, e in ops:
         o_cue, o_cont = summary(ours_cue[s:e]), summary(ours_content[s:e])
         r_cue, r_cont = summary(ref_cue[s:e]), summary(ref_content[s:e])
-        rows.append({
-            "kind": kind, "start": s,
-            "ours": {"cue": o_cue, "content": o_cont},
-            "reference": {"cue": r_cue, "content": r_cont},
-            "same_neurons": o_cue["neurons"] == r_cue["neurons"]
-            and o_cont["neurons"] == r_cont["neurons"],
-            "same_raster": bool(np.array_equal(ours_cue[s:e], ref_cue[s:e])
-                                and np.array_equal(ours_content[s:e], ref_content[s:e])),
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "start": s,
+                "ours": {"cue": o_cue, "content": o_cont},
+                "reference": {"cue": r_cue, "content": r_cont},
+                "same_neurons": o_cue["neurons"] == r_cue["neurons"]
+                and o_cont["neurons"] == r_cont["neurons"],
+                "same_raster": bool(
+                    np.array_equal(ours_cue[s:e], ref_cue[s:e])
+                    and np.array_equal(ours_content[s:e], ref_content[s:e])
+                ),
+            }
+        )
     return rows

@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     run.add_argument("--list", action="store_true", help="list the experiments")
     run.add_argument("--quick", action="store_true", help="the quick (CI-sized) setting")
-    run.add_argument("--backend", action="append", choices=sorted(REGISTRY),
-                     help="backend(s) to run (repeatable; default: all the model supports)")
+    run.add_argument(
+        "--backend",
+        action="append",
+        choices=sorted(REGISTRY),
+        help="backend(s) to run (repeatable; default: all the model supports)",
+    )
     run.add_argument("--data", help="data directory (default: $NEUROMEM_DATA)")
     args = parser.parse_args(argv)
 
@@ -52,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:24s} {load_experiment(path).DESCRIPTION}")
         return 0
     if args.experiment not in found:
-        print(f"neuromem: unknown experiment {args.experiment!r}; available: "
-              f"{', '.join(found) or 'none'}", file=sys.stderr)
+        print(
+            f"neuromem: unknown experiment {args.experiment!r}; available: "
+            f"{', '.join(found) or 'none'}",
+            file=sys.stderr,
+        )
         return 2
     module = load_experiment(found[args.experiment])
     summary = module.run(quick=args.quick, backends=args.backend, data=args.data)

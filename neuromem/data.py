@@ -17,11 +17,10 @@ import numpy as np
 from .errors import DataError
 
 #: Relative path -> SHA-256 of the file as published.
+_CA3 = "ca3/exp1_learn_recall_forget.json", "ca3/exp2_stress_testbench.json"
 CHECKSUMS = {
-    "ca3/exp1_learn_recall_forget.json":
-        "0d1cc1d7636013e86f3eb4f385bd0b7079546559021cbf7f708e090f74b3f702",
-    "ca3/exp2_stress_testbench.json":
-        "452e0835267ed3fdafec5bbac691d8bcba359a28cd9d25980c950b3093444e44",
+    _CA3[0]: "0d1cc1d7636013e86f3eb4f385bd0b7079546559021cbf7f708e090f74b3f702",
+    _CA3[1]: "452e0835267ed3fdafec5bbac691d8bcba359a28cd9d25980c950b3093444e44",
 }
 
 
@@ -42,12 +41,16 @@ def verified_path(relative: str, root: str | os.PathLike | None = None) -> Path:
         raise DataError(f"unknown data file {relative!r}; known: {', '.join(CHECKSUMS)}")
     path = data_dir(root) / relative
     if not path.is_file():
-        raise DataError(f"data file {path} is missing (it is not downloadable: the authors' "
-                        "recordings ship with the project's shared data)")
+        raise DataError(
+            f"data file {path} is missing (it is not downloadable: the authors' "
+            "recordings ship with the project's shared data)"
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != CHECKSUMS[relative]:
-        raise DataError(f"data file {path} has SHA-256 {digest}, expected "
-                        f"{CHECKSUMS[relative]} (corrupt or a different version)")
+        raise DataError(
+            f"data file {path} has SHA-256 {digest}, expected "
+            f"{CHECKSUMS[relative]} (corrupt or a different version)"
+        )
     return path
 
 
@@ -63,8 +66,14 @@ def load_ca3_recording(name: str, root: str | os.PathLike | None = None) -> dict
     path = verified_path(f"ca3/{name}.json", root)
     doc = json.loads(path.read_text())
     n, m, steps = doc["n_cues"], doc["n_content_bits"], doc["duration_steps"]
-    sizes = {"INcue": n, "OUTcue": n, "CA3cueCueRecall": n, "CA3cueContRecall": n,
-             "CA3MergeCue": n, "CA3contCondInt": 1}
+    sizes = {
+        "INcue": n,
+        "OUTcue": n,
+        "CA3cueCueRecall": n,
+        "CA3cueContRecall": n,
+        "CA3MergeCue": n,
+        "CA3contCondInt": 1,
+    }
     spikes = {}
     for pop, events in doc["spikes"].items():
         r = np.zeros((steps, sizes.get(pop, m)), dtype=bool)

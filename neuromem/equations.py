@@ -148,16 +148,22 @@ def parse_statements(
             tgt, value = node.targets[0], node.value
         elif isinstance(node, ast.AugAssign) and type(node.op) in _AUGOPS:
             tgt = node.target
-            value = ast.BinOp(left=ast.Name(id=getattr(tgt, "id", "?"), ctx=ast.Load()),
-                              op=node.op, right=node.value)
+            value = ast.BinOp(
+                left=ast.Name(id=getattr(tgt, "id", "?"), ctx=ast.Load()),
+                op=node.op,
+                right=node.value,
+            )
         else:
-            raise SpecError(f"{where}: only 'x = expr' and 'x += expr' statements are allowed, "
-                            f"got {ast.unparse(node)!r}")
+            raise SpecError(
+                f"{where}: only 'x = expr' and 'x += expr' statements are allowed, "
+                f"got {ast.unparse(node)!r}"
+            )
         if not isinstance(tgt, ast.Name):
             raise SpecError(f"{where}: cannot assign to {ast.unparse(tgt)!r}")
         if targets is not None and tgt.id not in targets:
-            raise SpecError(f"{where}: cannot assign to {tgt.id!r}; assignable: "
-                            f"{', '.join(sorted(targets))}")
+            raise SpecError(
+                f"{where}: cannot assign to {tgt.id!r}; assignable: {', '.join(sorted(targets))}"
+            )
         ast.fix_missing_locations(value)
         vtext = ast.unparse(value)
         out.append(Statement(tgt.id, parse_expression(vtext, where, known)))
@@ -198,8 +204,11 @@ class Printer:
             return f"({self._p(n.left)} {_BINOPS[type(n.op)]} {self._p(n.right)})"
         if isinstance(n, ast.UnaryOp):
             if isinstance(n.op, ast.Not):
-                return f"(not {self._p(n.operand)})" if self.mode == "scalar" else \
-                    f"(~{self._p(n.operand)})"
+                return (
+                    f"(not {self._p(n.operand)})"
+                    if self.mode == "scalar"
+                    else f"(~{self._p(n.operand)})"
+                )
             return f"({'-' if isinstance(n.op, ast.USub) else '+'}{self._p(n.operand)})"
         if isinstance(n, ast.Compare):
             return f"({self._p(n.left)} {_CMPOPS[type(n.ops[0])]} {self._p(n.comparators[0])})"
@@ -212,8 +221,10 @@ class Printer:
         if isinstance(n, ast.IfExp):
             if self.mode == "scalar":
                 return f"({self._p(n.body)} if {self._p(n.test)} else {self._p(n.orelse)})"
-            return f"{self.functions['where']}({self._p(n.test)}, {self._p(n.body)}, " \
-                   f"{self._p(n.orelse)})"
+            return (
+                f"{self.functions['where']}({self._p(n.test)}, {self._p(n.body)}, "
+                f"{self._p(n.orelse)})"
+            )
         if isinstance(n, ast.Call):
             fname = n.func.id  # type: ignore[attr-defined]
             return f"{self.functions[fname]}({', '.join(self._p(a) for a in n.args)})"

@@ -29,18 +29,23 @@ from .spec.network import (
 
 #: The ordered phases of one time step t. Every backend executes exactly these, in this order.
 PHASES = (
-    "deliver",    # ring-buffer slot t -> ports (w * scale); external currents of step t -> inputs
+    "deliver",  # ring-buffer slot t -> ports (w * scale); external currents of step t -> inputs
     "reset_prev",  # reset_mode 'next_step' only: reset neurons that spiked in step t-1
     "integrate",  # all ODEs from start-of-step values; clamped variables held while refractory
     "threshold",  # spike where the threshold holds and the neuron was not refractory this step
-    "reset",      # reset_mode 'same_step': reset statements; refractory counter = period
+    "reset",  # reset_mode 'same_step': reset statements; refractory counter = period
     "plasticity",  # traces decay; on_post (synapses), on_pre (synapses), then trace statements
     "propagate",  # spikes of step t (computed and source) -> ring-buffer slot t + delay
-    "record",     # probes read spikes and state after reset
+    "record",  # probes read spikes and state after reset
 )
 
-_FUNCS = {"exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "tanh": sympy.tanh,
-          "abs": sympy.Abs}
+_FUNCS = {
+    "exp": sympy.exp,
+    "log": sympy.log,
+    "sqrt": sympy.sqrt,
+    "tanh": sympy.tanh,
+    "abs": sympy.Abs,
+}
 
 
 # ------------------------------------------------------------------ sympy <-> grammar
@@ -55,8 +60,13 @@ def _to_sympy(expr: Expression, symbols: dict[str, sympy.Symbol]) -> sympy.Expr:
             return symbols.setdefault(n.id, sympy.Symbol(n.id, real=True))
         if isinstance(n, ast.BinOp):
             a, b = conv(n.left), conv(n.right)
-            return {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
-                    ast.Div: lambda: a / b, ast.Pow: lambda: a ** b}[type(n.op)]()
+            return {
+                ast.Add: lambda: a + b,
+                ast.Sub: lambda: a - b,
+                ast.Mult: lambda: a * b,
+                ast.Div: lambda: a / b,
+                ast.Pow: lambda: a**b,
+            }[type(n.op)]()
         if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub | ast.UAdd):
             return -conv(n.operand) if isinstance(n.op, ast.USub) else conv(n.operand)
         if isinstance(n, ast.Call) and n.func.id in _FUNCS:  # type: ignore[attr-defined]
@@ -86,10 +96,21 @@ def _to_expression(e: sympy.Expr, where: str) -> Expression:
 
 
 # ------------------------------------------------------------------ numeric constants
-_NUMPY = Printer(lambda n: f"env[{n!r}]", {"exp": "np.exp", "log": "np.log", "sqrt": "np.sqrt",
-                                          "tanh": "np.tanh", "abs": "np.abs", "clip": "np.clip",
-                                          "minimum": "np.minimum", "maximum": "np.maximum",
-                                          "where": "np.where"}, "array")
+_NUMPY = Printer(
+    lambda n: f"env[{n!r}]",
+    {
+        "exp": "np.exp",
+        "log": "np.log",
+        "sqrt": "np.sqrt",
+        "tanh": "np.tanh",
+        "abs": "np.abs",
+        "clip": "np.clip",
+        "minimum": "np.minimum",
+        "maximum": "np.maximum",
+        "where": "np.where",
+    },
+    "array",
+)
 
 
 def evaluate(expr: Expression, env: dict[str, np.ndarray | float]) -> np.ndarray:
@@ -132,8 +153,9 @@ class _Hoister:
         return e
 
 
-def integrate(odes: dict[str, Expression], integrator: str, hoist: _Hoister,
-              where: str) -> dict[str, Expression]:
+def integrate(
+    odes: dict[str, Expression], integrator: str, hoist: _Hoister, where: str
+) -> dict[str, Expression]:
     """New-value expressions of one step for ``odes`` (all read start-of-step values)."""
     out = {}
     for var, rhs in odes.items():
@@ -141,8 +163,10 @@ def integrate(odes: dict[str, Expression], integrator: str, hoist: _Hoister,
         try:
             f = _to_sympy(rhs, symbols)
         except _Nonlinear as exc:
-            raise SpecError(f"{where}, equation d{var}/dt: cannot integrate {exc} "
-                            "(conditionals and clip are not allowed in ODEs)") from None
+            raise SpecError(
+                f"{where}, equation d{var}/dt: cannot integrate {exc} "
+                "(conditionals and clip are not allowed in ODEs)"
+            ) from None
         x = symbols.setdefault(var, sympy.Symbol(var, real=True))
         dt = symbols.setdefault("dt", sympy.Symbol("dt", real=True))
         if integrator == "euler":
@@ -150,16 +174,19 @@ def integrate(odes: dict[str, Expression], integrator: str, hoist: _Hoister,
         else:
             b = sympy.diff(f, x)
             if x in b.free_symbols:
-                raise SpecError(f"{where}, equation d{var}/dt: not linear in {var}; the "
-                                "exponential_euler integrator needs linear ODEs (use 'euler')")
+                raise SpecError(
+                    f"{where}, equation d{var}/dt: not linear in {var}; the "
+                    "exponential_euler integrator needs linear ODEs (use 'euler')"
+                )
             a = sympy.expand(f - b * x)
             if b == 0:
                 new = x + dt * a
             else:
                 decay = sympy.exp(b * dt)
                 new = x * decay + (-a / b) * (1 - decay)
-        out[var] = _to_expression(hoist(sympy.expand(new, mul=True, deep=False)),
-                                  f"{where}, update of {var}")
+        out[var] = _to_expression(
+            hoist(sympy.expand(new, mul=True, deep=False)), f"{where}, update of {var}"
+        )
     return out
 
 
@@ -171,16 +198,16 @@ class PopulationProgram:
     name: str
     size: int
     spike_source: bool
-    state: dict[str, np.ndarray]          # initial values
-    constants: dict[str, np.ndarray]      # parameters and hoisted constants
-    inputs: tuple[str, ...]               # external input variables (zero unless driven)
-    updates: dict[str, Expression]        # new value of each integrated variable
+    state: dict[str, np.ndarray]  # initial values
+    constants: dict[str, np.ndarray]  # parameters and hoisted constants
+    inputs: tuple[str, ...]  # external input variables (zero unless driven)
+    updates: dict[str, Expression]  # new value of each integrated variable
     clamped: tuple[str, ...]
     threshold: Expression | None
-    threshold_margin: Expression | None   # lhs - rhs of a '>=' / '>' threshold (surrogates)
+    threshold_margin: Expression | None  # lhs - rhs of a '>=' / '>' threshold (surrogates)
     reset: tuple[Statement, ...]
-    refractory_steps: np.ndarray          # int64
-    ports: dict[str, tuple[str, str]]     # port -> (state variable, constant name of scale)
+    refractory_steps: np.ndarray  # int64
+    ports: dict[str, tuple[str, str]]  # port -> (state variable, constant name of scale)
     stimulus: SpikeArray | PoissonSpikes | None
     dt: float
 
@@ -192,8 +219,8 @@ class PopulationProgram:
 @dataclass
 class PlasticityProgram:
     rule: str
-    constants: dict[str, np.ndarray]             # scalars stored as shape (1,)
-    pre_traces: dict[str, Expression]            # new value per step
+    constants: dict[str, np.ndarray]  # scalars stored as shape (1,)
+    pre_traces: dict[str, Expression]  # new value per step
     post_traces: dict[str, Expression]
     on_pre_synapse: tuple[Statement, ...]
     on_pre_neuron: tuple[Statement, ...]
@@ -209,15 +236,15 @@ class ProjectionProgram:
     pre: str
     post: str
     port: str
-    indptr: np.ndarray       # int64 (n_pre + 1)
-    post_index: np.ndarray   # int64 (n_syn)
-    delay: np.ndarray        # int64 (n_syn)
-    weight: np.ndarray       # float64 (n_syn), initial
-    order: np.ndarray        # spec synapse k is stored at position order[k]
+    indptr: np.ndarray  # int64 (n_pre + 1)
+    post_index: np.ndarray  # int64 (n_syn)
+    delay: np.ndarray  # int64 (n_syn)
+    weight: np.ndarray  # float64 (n_syn), initial
+    order: np.ndarray  # spec synapse k is stored at position order[k]
     delays: tuple[int, ...]  # the delay buckets present
-    pre_index: np.ndarray    # int64 (n_syn): the row of each stored synapse
+    pre_index: np.ndarray  # int64 (n_syn): the row of each stored synapse
     post_indptr: np.ndarray  # int64 (n_post + 1): incoming synapses of post neuron j are
-    by_post: np.ndarray      # by_post[post_indptr[j]:post_indptr[j+1]] (positions, CSR order)
+    by_post: np.ndarray  # by_post[post_indptr[j]:post_indptr[j+1]] (positions, CSR order)
     plasticity: PlasticityProgram | None
 
 
@@ -228,7 +255,7 @@ class Program:
     reset_mode: str
     populations: dict[str, PopulationProgram]
     projections: dict[str, ProjectionProgram]
-    currents: dict[tuple[str, str], np.ndarray]   # (population, variable) -> (steps|1, size)
+    currents: dict[tuple[str, str], np.ndarray]  # (population, variable) -> (steps|1, size)
     spike_probes: tuple[str, ...]
     state_probes: tuple[tuple[str, str, np.ndarray], ...]
     max_delay: int
@@ -253,7 +280,7 @@ def stimulus_raster(stim, size: int, dt: float, t0: int, steps: int) -> np.ndarr
     for b in range(t0 // block, (t0 + steps - 1) // block + 1):
         draws = np.random.default_rng([int(stim.seed), b]).random((block, size)) < p
         lo, hi = max(t0, b * block), min(t0 + steps, (b + 1) * block)
-        out[lo - t0:hi - t0] = draws[lo - b * block:hi - b * block]
+        out[lo - t0 : hi - t0] = draws[lo - b * block : hi - b * block]
     stop = stim.stop if stim.stop is not None else t0 + steps
     t = np.arange(t0, t0 + steps)
     out[(t < stim.start) | (t >= stop)] = False
@@ -280,17 +307,28 @@ def _lower_population(p: Population, disc: Discretization) -> PopulationProgram:
         t = thr.tree
         if isinstance(t, ast.Compare) and isinstance(t.ops[0], ast.GtE | ast.Gt):
             margin = parse_expression(
-                f"({ast.unparse(t.left)}) - ({ast.unparse(t.comparators[0])})", where)
+                f"({ast.unparse(t.left)}) - ({ast.unparse(t.comparators[0])})", where
+            )
     refr = np.zeros(p.size, dtype=np.int64)
     if m.refractory is not None:
         refr = np.ceil(p.params[m.refractory] / disc.dt - 1e-9).astype(np.int64)
     return PopulationProgram(
-        name=p.name, size=p.size, spike_source=m.spike_source,
+        name=p.name,
+        size=p.size,
+        spike_source=m.spike_source,
         state={k: np.array(v, dtype=np.float64) for k, v in p.initial.items()},
         constants={k: np.broadcast_to(v, (p.size,)).astype(np.float64) for k, v in env.items()},
-        inputs=m.inputs, updates=updates, clamped=m.clamped, threshold=thr,
-        threshold_margin=margin, reset=m.reset_statements(), refractory_steps=refr, ports=ports,
-        stimulus=p.stimulus, dt=disc.dt)
+        inputs=m.inputs,
+        updates=updates,
+        clamped=m.clamped,
+        threshold=thr,
+        threshold_margin=margin,
+        reset=m.reset_statements(),
+        refractory_steps=refr,
+        ports=ports,
+        stimulus=p.stimulus,
+        dt=disc.dt,
+    )
 
 
 def _lower_plasticity(pr: Projection, disc: Discretization) -> PlasticityProgram:
@@ -308,38 +346,54 @@ def _lower_plasticity(pr: Projection, disc: Discretization) -> PlasticityProgram
     return PlasticityProgram(
         rule=rule.name,
         constants={k: np.asarray(v, np.float64).reshape(1) for k, v in env.items()},
-        pre_traces=pre, post_traces=post, on_pre_synapse=pre_syn, on_pre_neuron=pre_neu,
-        on_post_synapse=post_syn, on_post_neuron=post_neu)
+        pre_traces=pre,
+        post_traces=post,
+        on_pre_synapse=pre_syn,
+        on_pre_neuron=pre_neu,
+        on_post_synapse=post_syn,
+        on_post_neuron=post_neu,
+    )
 
 
 def _indptr(index: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.bincount(index, minlength=n))]).astype(np.int64)
 
 
-def _lower_projection(pr: Projection, n_pre: int, n_post: int,
-                      disc: Discretization) -> ProjectionProgram:
+def _lower_projection(
+    pr: Projection, n_pre: int, n_post: int, disc: Discretization
+) -> ProjectionProgram:
     order = np.lexsort((pr.post_index, pr.delay, pr.pre_index))
     position = np.empty_like(order)
     position[order] = np.arange(order.size)
     post_index = pr.post_index[order].astype(np.int64)
     return ProjectionProgram(
-        name=pr.name, pre=pr.pre, post=pr.post, port=pr.port, indptr=_indptr(pr.pre_index, n_pre),
-        post_index=post_index, delay=pr.delay[order].astype(np.int64),
-        weight=np.array(pr.weight[order], dtype=np.float64), order=position,
+        name=pr.name,
+        pre=pr.pre,
+        post=pr.post,
+        port=pr.port,
+        indptr=_indptr(pr.pre_index, n_pre),
+        post_index=post_index,
+        delay=pr.delay[order].astype(np.int64),
+        weight=np.array(pr.weight[order], dtype=np.float64),
+        order=position,
         delays=tuple(int(d) for d in np.unique(pr.delay)),
         pre_index=pr.pre_index[order].astype(np.int64),
         post_indptr=_indptr(post_index, n_post),
         by_post=np.argsort(post_index, kind="stable").astype(np.int64),
-        plasticity=_lower_plasticity(pr, disc) if pr.plasticity is not None else None)
+        plasticity=_lower_plasticity(pr, disc) if pr.plasticity is not None else None,
+    )
 
 
 def lower(net: Network) -> Program:
     """Lower a validated network to a :class:`Program`."""
     disc = net.discretization
     pops = {p.name: _lower_population(p, disc) for p in net.populations}
-    projs = {pr.name: _lower_projection(pr, net.population(pr.pre).size,
-                                        net.population(pr.post).size, disc)
-             for pr in net.projections}
+    projs = {
+        pr.name: _lower_projection(
+            pr, net.population(pr.pre).size, net.population(pr.post).size, disc
+        )
+        for pr in net.projections
+    }
     currents: dict[tuple[str, str], np.ndarray] = {}
     for c in net.currents:
         v = c.values if c.values.ndim == 2 else c.values[None, :]
@@ -351,12 +405,22 @@ def lower(net: Network) -> Program:
     state_probes = []
     for pb in net.probes:
         if isinstance(pb, StateProbe):
-            idx = np.arange(pops[pb.population].size) if pb.indices is None \
+            idx = (
+                np.arange(pops[pb.population].size)
+                if pb.indices is None
                 else np.asarray(pb.indices, dtype=np.int64)
+            )
             state_probes.append((pb.population, pb.variable, idx))
     return Program(
-        name=net.name, dt=disc.dt, reset_mode=disc.reset_mode, populations=pops,
-        projections=projs, currents=currents,
-        spike_probes=tuple(dict.fromkeys(pb.population for pb in net.probes
-                                         if isinstance(pb, SpikeProbe))),
-        state_probes=tuple(state_probes), max_delay=max_delay)
+        name=net.name,
+        dt=disc.dt,
+        reset_mode=disc.reset_mode,
+        populations=pops,
+        projections=projs,
+        currents=currents,
+        spike_probes=tuple(
+            dict.fromkeys(pb.population for pb in net.probes if isinstance(pb, SpikeProbe))
+        ),
+        state_probes=tuple(state_probes),
+        max_delay=max_delay,
+    )

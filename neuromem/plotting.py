@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def raster_panel(ax, raster: np.ndarray, label: str, color: str = "k", marker: str = "|",
-                 size: float = 30) -> None:
+def raster_panel(
+    ax, raster: np.ndarray, label: str, color: str = "k", marker: str = "|", size: float = 30
+) -> None:
     """Draw one population's bool raster (steps, neurons) as spike ticks."""
     steps, neurons = np.nonzero(raster)
     ax.scatter(steps, neurons, marker=marker, s=size, c=color, linewidths=1)
@@ -21,13 +22,20 @@ def raster_panel(ax, raster: np.ndarray, label: str, color: str = "k", marker: s
     ax.tick_params(labelsize=7)
 
 
-def raster_figure(panels: Sequence[tuple[str, np.ndarray] | tuple[str, np.ndarray, np.ndarray]],
-                  title: str, path: str, xlim: tuple[int, int] | None = None) -> None:
+def raster_figure(
+    panels: Sequence[tuple[str, np.ndarray] | tuple[str, np.ndarray, np.ndarray]],
+    title: str,
+    path: str,
+    xlim: tuple[int, int] | None = None,
+) -> None:
     """Stack raster panels. A panel with two rasters overlays ours (dots) on a reference
     (grey ticks) so that agreement reads as dots inside ticks."""
-    fig, axes = plt.subplots(len(panels), 1, sharex=True,
-                             figsize=(12, 0.55 * sum(max(2, p[1].shape[1] ** 0.5) for p in panels)
-                                      + 1))
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        sharex=True,
+        figsize=(12, 0.55 * sum(max(2, p[1].shape[1] ** 0.5) for p in panels) + 1),
+    )
     for ax, panel in zip(np.atleast_1d(axes), panels, strict=True):
         if len(panel) == 3:
             raster_panel(ax, panel[2], "", color="0.6", marker="|", size=60)

@@ -34,40 +34,54 @@ from neuromem.spec import (  # noqa: E402
 
 
 # ------------------------------------------------------------------------------- networks
-def random_network(n: int = 1000, n_in: int = 200, seed: int = 1,
-                   state_probe: bool = False) -> Network:
+def random_network(
+    n: int = 1000, n_in: int = 200, seed: int = 1, state_probe: bool = False
+) -> Network:
     """Random recurrent IF_curr_exp network (80 % exc, 20 % inh) driven by 20 Hz Poisson
     inputs, with pair STDP on exc -> exc and heterogeneous delays (1-5 steps), dt = 1 ms."""
     n_exc = n * 4 // 5
     n_inh = n - n_exc
     lif = if_curr_exp()
-    pops = (Population("inp", n_in, spike_source(), stimulus=PoissonSpikes(20.0, seed)),
-            Population("exc", n_exc, lif, {"tau_refrac": 2.0}),
-            Population("inh", n_inh, lif, {"tau_refrac": 1.0}))
+    pops = (
+        Population("inp", n_in, spike_source(), stimulus=PoissonSpikes(20.0, seed)),
+        Population("exc", n_exc, lif, {"tau_refrac": 2.0}),
+        Population("inh", n_inh, lif, {"tau_refrac": 1.0}),
+    )
     rng = np.random.default_rng(seed)
 
     def proj(name, pre, post, npre, npost, p, w, port="exc", dmax=1, **kw):
         i, j = fixed_probability(npre, npost, p, seed + len(name))
         d = rng.integers(1, dmax + 1, i.size)
-        return Projection(name, pre, post, i, j, w * rng.uniform(0.5, 1.5, i.size), d, port,
-                          **kw)
+        return Projection(name, pre, post, i, j, w * rng.uniform(0.5, 1.5, i.size), d, port, **kw)
 
-    projs = (proj("in_exc", "inp", "exc", n_in, n_exc, 0.1, 0.5),
-             proj("in_inh", "inp", "inh", n_in, n_inh, 0.1, 0.5),
-             proj("exc_exc", "exc", "exc", n_exc, n_exc, 0.05, 0.1, dmax=5,
-                  plasticity=stdp_pair("additive"),
-                  plasticity_params=dict(A_plus=0.01, A_minus=0.012, w_max=0.3)),
-             proj("exc_inh", "exc", "inh", n_exc, n_inh, 0.1, 0.1, dmax=3),
-             proj("inh_exc", "inh", "exc", n_inh, n_exc, 0.1, 0.4, "inh", dmax=2),
-             proj("inh_inh", "inh", "inh", n_inh, n_inh, 0.1, 0.4, "inh"))
+    projs = (
+        proj("in_exc", "inp", "exc", n_in, n_exc, 0.1, 0.5),
+        proj("in_inh", "inp", "inh", n_in, n_inh, 0.1, 0.5),
+        proj(
+            "exc_exc",
+            "exc",
+            "exc",
+            n_exc,
+            n_exc,
+            0.05,
+            0.1,
+            dmax=5,
+            plasticity=stdp_pair("additive"),
+            plasticity_params=dict(A_plus=0.01, A_minus=0.012, w_max=0.3),
+        ),
+        proj("exc_inh", "exc", "inh", n_exc, n_inh, 0.1, 0.1, dmax=3),
+        proj("inh_exc", "inh", "exc", n_inh, n_exc, 0.1, 0.4, "inh", dmax=2),
+        proj("inh_inh", "inh", "inh", n_inh, n_inh, 0.1, 0.4, "inh"),
+    )
     probes: tuple = tuple(SpikeProbe(p.name) for p in pops)
     if state_probe:
         probes += (StateProbe("exc", "v", (3, 0, 3, 7)),)
     return Network("random_stdp", Discretization(dt=1.0), pops, projs, probes=probes)
 
 
-def compare_random(n: int, steps: int, target: str, chunks: int = 1,
-                   state_probe: bool = False) -> dict:
+def compare_random(
+    n: int, steps: int, target: str, chunks: int = 1, state_probe: bool = False
+) -> dict:
     """Run numba and brian2 on :func:`random_network`; spike counts and differences."""
     net = random_network(n, state_probe=state_probe)
     out: dict = {}
@@ -79,10 +93,12 @@ def compare_random(n: int, steps: int, target: str, chunks: int = 1,
             sim.run(steps // chunks + (steps % chunks if k == chunks - 1 else 0))
         out[backend] = {"sim": sim, "build_s": t1 - t0, "run_s": time.perf_counter() - t1}
     a, b = out["numba"]["sim"], out["brian2"]["sim"]
-    out["counts"] = {p: (int(a.probes.spikes[p].sum()), int(b.probes.spikes[p].sum()))
-                     for p in a.probes.spikes}
-    out["raster_diff"] = {p: int((a.probes.spikes[p] != b.probes.spikes[p]).sum())
-                          for p in a.probes.spikes}
+    out["counts"] = {
+        p: (int(a.probes.spikes[p].sum()), int(b.probes.spikes[p].sum())) for p in a.probes.spikes
+    }
+    out["raster_diff"] = {
+        p: int((a.probes.spikes[p] != b.probes.spikes[p]).sum()) for p in a.probes.spikes
+    }
     wa, wb = a.state["weights"]["exc_exc"], b.state["weights"]["exc_exc"]
     out["w_max_abs_diff"] = float(np.abs(wa - wb).max())
     out["v_max_abs_diff"] = float(np.abs(a.state["exc"]["v"] - b.state["exc"]["v"]).max())
@@ -143,15 +159,30 @@ def test_currents_and_plastic_spike_source_match_numba():
     from neuromem.spec import CurrentInput, hebbian, nir_cuba_lif
 
     rng = np.random.default_rng(5)
-    pops = (Population("src", 30, spike_source(), stimulus=PoissonSpikes(50.0, 3)),
-            Population("out", 20, nir_cuba_lif(), {"tau_mem": 5.0, "w_in": 0.5}))
+    pops = (
+        Population("src", 30, spike_source(), stimulus=PoissonSpikes(50.0, 3)),
+        Population("out", 20, nir_cuba_lif(), {"tau_mem": 5.0, "w_in": 0.5}),
+    )
     i, j = fixed_probability(30, 20, 0.3, 4)
-    proj = Projection("src_out", "src", "out", i, j, rng.uniform(0.1, 0.4, i.size),
-                      rng.integers(1, 4, i.size), plasticity=hebbian(),
-                      plasticity_params={"eta": 0.02, "w_max": 0.6})
-    net = Network("cur", Discretization(dt=0.5, integrator="euler"), pops, (proj,),
-                  currents=(CurrentInput("out", "i_ext", rng.uniform(0.3, 0.9, (80, 20))),),
-                  probes=(SpikeProbe("out"), StateProbe("out", "v")))
+    proj = Projection(
+        "src_out",
+        "src",
+        "out",
+        i,
+        j,
+        rng.uniform(0.1, 0.4, i.size),
+        rng.integers(1, 4, i.size),
+        plasticity=hebbian(),
+        plasticity_params={"eta": 0.02, "w_max": 0.6},
+    )
+    net = Network(
+        "cur",
+        Discretization(dt=0.5, integrator="euler"),
+        pops,
+        (proj,),
+        currents=(CurrentInput("out", "i_ext", rng.uniform(0.3, 0.9, (80, 20))),),
+        probes=(SpikeProbe("out"), StateProbe("out", "v")),
+    )
     drive = rng.uniform(0, 0.6, (100, 20))
     res = {}
     for backend, opts in (("numba", {}), ("brian2", {"target": "numpy"})):
@@ -178,8 +209,12 @@ def test_reset_replays_identically():
 
 def test_next_step_reset_is_a_capability_error():
     lif = if_curr_exp()
-    net = Network("ns", Discretization(dt=1.0, reset_mode="next_step"),
-                  (Population("a", 2, lif),), probes=(SpikeProbe("a"),))
+    net = Network(
+        "ns",
+        Discretization(dt=1.0, reset_mode="next_step"),
+        (Population("a", 2, lif),),
+        probes=(SpikeProbe("a"),),
+    )
     with pytest.raises(CapabilityError) as exc:
         neuromem.compile(net, backend="brian2")
     msg = str(exc.value)
@@ -206,15 +241,19 @@ def main(target: str = "cython") -> None:
     print(f"{'population':<12} {'numba':>6} {'brian2':>6} identical")
     for pop, raster in mems["numba"][0].sim.probes.spikes.items():
         other = mems["brian2"][0].sim.probes.spikes[pop]
-        print(f"{pop:<12} {int(raster.sum()):>6} {int(other.sum()):>6} "
-              f"{np.array_equal(raster, other)}")
+        print(
+            f"{pop:<12} {int(raster.sum()):>6} {int(other.sum()):>6} "
+            f"{np.array_equal(raster, other)}"
+        )
     r = compare_random(1000, 1000, target)
     print("random LIF + STDP, 1000 neurons + 200 Poisson inputs, 1000 steps of 1 ms")
     print(f"{'population':<12} {'numba':>6} {'brian2':>6} differing raster entries")
     for pop, (a, b) in r["counts"].items():
         print(f"{pop:<12} {a:>6} {b:>6} {r['raster_diff'][pop]}")
-    print(f"max |w_numba - w_brian2| = {r['w_max_abs_diff']}, "
-          f"max |v_numba - v_brian2| = {r['v_max_abs_diff']}")
+    print(
+        f"max |w_numba - w_brian2| = {r['w_max_abs_diff']}, "
+        f"max |v_numba - v_brian2| = {r['v_max_abs_diff']}"
+    )
     for b in ("numba", "brian2"):
         print(f"{b}: build {r[b]['build_s']:.1f} s, run {r[b]['run_s']:.1f} s")
 

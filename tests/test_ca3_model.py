@@ -34,14 +34,21 @@ def _check(mem, contents, fragments):
     for cue in range(N_CUES):
         got = mem.recall(cue=cue)
         if not np.array_equal(got, contents[cue]):
-            wrong.append(("cue", cue, np.flatnonzero(got).tolist(),
-                          np.flatnonzero(contents[cue]).tolist()))
+            wrong.append(
+                ("cue", cue, np.flatnonzero(got).tolist(), np.flatnonzero(contents[cue]).tolist())
+            )
     for frag in fragments:
         got = mem.recall(content=list(frag))
-        expected = contents[:, list(frag)].any(axis=1)             # OR semantics
+        expected = contents[:, list(frag)].any(axis=1)  # OR semantics
         if not np.array_equal(got, expected):
-            wrong.append(("content", tuple(int(b) for b in frag), np.flatnonzero(got).tolist(),
-                          np.flatnonzero(expected).tolist()))
+            wrong.append(
+                (
+                    "content",
+                    tuple(int(b) for b in frag),
+                    np.flatnonzero(got).tolist(),
+                    np.flatnonzero(expected).tolist(),
+                )
+            )
     return wrong
 
 
@@ -64,8 +71,9 @@ def test_ca3_generalisation_by_cue_and_fragments(backend):
     mem = _learn_all(contents, backend)
     rng = np.random.default_rng(1)
     singles = [(b,) for cue in range(N_CUES) for b in np.flatnonzero(contents[cue])]
-    pairs = [tuple(rng.choice(np.flatnonzero(contents[cue]), 2, replace=False))
-             for cue in range(N_CUES)]
+    pairs = [
+        tuple(rng.choice(np.flatnonzero(contents[cue]), 2, replace=False)) for cue in range(N_CUES)
+    ]
     wrong = _check(mem, contents, singles + pairs)
     assert wrong == [], f"{len(wrong)} wrong recalls, first: {wrong[:3]}"
 
@@ -77,12 +85,11 @@ def test_published_stdp_two_bit_recall_corrupts_later_recalls():
     mem.learn(0, [0, 1])
     mem.learn(1, [0, 2])
     assert np.flatnonzero(mem.recall(content=[1])).tolist() == [0]
-    assert np.flatnonzero(mem.recall(content=[0, 1])).tolist() == [0, 1]   # correct (OR)
+    assert np.flatnonzero(mem.recall(content=[0, 1])).tolist() == [0, 1]  # correct (OR)
     w = mem.sim.state["weights"]["contCont_cueCont"].reshape(10, 5)
-    assert w[1, 1] == 6.0                                # bit 1 -> cue 1 was learnt by recall
-    assert np.flatnonzero(mem.recall(content=[1])).tolist() == [0, 1]   # now wrong
-    assert np.flatnonzero(mem.recall(cue=1)).tolist() == [0, 2]         # cue direction intact
-
+    assert w[1, 1] == 6.0  # bit 1 -> cue 1 was learnt by recall
+    assert np.flatnonzero(mem.recall(content=[1])).tolist() == [0, 1]  # now wrong
+    assert np.flatnonzero(mem.recall(cue=1)).tolist() == [0, 2]  # cue direction intact
 
 
 def test_ca3_overwrite_by_cue():
@@ -105,19 +112,22 @@ def test_ca3_overwrite_forgets_old_content_to_cue_association():
     assert np.flatnonzero(mem.recall(content=[3])).tolist() == [1]
 
 
-@pytest.mark.parametrize("call", [
-    lambda m: m.learn(5, [0]),                 # cue out of range
-    lambda m: m.learn(0, [10]),                # bit out of range
-    lambda m: m.learn(0, []),                  # empty content
-    lambda m: m.recall(),                      # neither cue nor content
-    lambda m: m.recall(cue=0, content=[1]),    # both
-    lambda m: m.learn(True, [1]),              # a bool is not a cue
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m.learn(5, [0]),  # cue out of range
+        lambda m: m.learn(0, [10]),  # bit out of range
+        lambda m: m.learn(0, []),  # empty content
+        lambda m: m.recall(),  # neither cue nor content
+        lambda m: m.recall(cue=0, content=[1]),  # both
+        lambda m: m.learn(True, [1]),  # a bool is not a cue
+    ],
+)
 def test_ca3_bad_operations_are_refused(call):
     mem = CA3Memory(5, 10, backend="numba")
     with pytest.raises(SpecError, match="CA3 memory"):
         call(mem)
-    assert mem.sim.t == 0      # nothing was run
+    assert mem.sim.t == 0  # nothing was run
 
 
 def test_published_stdp_does_not_forget_content_to_cue():
@@ -127,7 +137,7 @@ def test_published_stdp_does_not_forget_content_to_cue():
     mem = CA3Memory(5, 10, backend="numba", stdp="published")
     mem.learn(0, [1, 2, 3])
     mem.learn(0, [7, 8])
-    assert np.flatnonzero(mem.recall(content=[1])).tolist() == [0]      # should be []
+    assert np.flatnonzero(mem.recall(content=[1])).tolist() == [0]  # should be []
 
 
 def test_unknown_stdp_variant_is_refused():

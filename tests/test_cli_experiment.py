@@ -5,8 +5,10 @@ import pytest
 
 from neuromem import cli
 
-needs_data = pytest.mark.skipif(not os.environ.get("NEUROMEM_DATA"),
-                                reason="NEUROMEM_DATA is not set (the authors' CA3 recordings)")
+needs_data = pytest.mark.skipif(
+    not os.environ.get("NEUROMEM_DATA"),
+    reason="NEUROMEM_DATA is not set (the authors' CA3 recordings)",
+)
 
 
 def test_list_names_every_experiment(capsys):

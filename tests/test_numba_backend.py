@@ -22,59 +22,76 @@ from neuromem.spec import (
     stdp_pair,
 )
 
-LIF = dict(cm=0.25, tau_m=10.0, v_rest=-65.0, v_reset=-70.0, v_thresh=-50.0, tau_refrac=2.0,
-           tau_syn_E=2.0, tau_syn_I=5.0, i_offset=0.0)
+LIF = dict(
+    cm=0.25,
+    tau_m=10.0,
+    v_rest=-65.0,
+    v_reset=-70.0,
+    v_thresh=-50.0,
+    tau_refrac=2.0,
+    tau_syn_E=2.0,
+    tau_syn_I=5.0,
+    i_offset=0.0,
+)
 
 
 # ------------------------------------------------------------------ IF_curr_exp closed form
 @pytest.mark.parametrize("dt, tau_syn", [(1.0, 2.0), (0.1, 0.5), (1.0, 0.3)])
 def test_if_curr_exp_matches_closed_form(dt, tau_syn):
     w, v0, steps = 1.5, -68.0, 60
-    params = dict(LIF, tau_syn_E=tau_syn, v_thresh=1e3)          # never fires
+    params = dict(LIF, tau_syn_E=tau_syn, v_thresh=1e3)  # never fires
     net = Network(
-        "one", Discretization(dt=dt),
-        (Population("src", 1, spike_source(), stimulus=SpikeArray([0], [0])),
-         Population("n", 1, if_curr_exp(), params, {"v": v0})),
+        "one",
+        Discretization(dt=dt),
+        (
+            Population("src", 1, spike_source(), stimulus=SpikeArray([0], [0])),
+            Population("n", 1, if_curr_exp(), params, {"v": v0}),
+        ),
         (Projection("p", "src", "n", [0], [0], w, 1),),
-        probes=(StateProbe("n", "v"), StateProbe("n", "i_exc")))
+        probes=(StateProbe("n", "v"), StateProbe("n", "i_exc")),
+    )
     res = neuromem.compile(net, backend="numba").run(steps)
     v_rec, i_rec = res.state["n.v"][:, 0], res.state["n.i_exc"][:, 0]
 
     # spike in step 0 through delay 1: the step-averaged current is added at the start of step 1
     e_m, e_s = math.exp(-dt / params["tau_m"]), math.exp(-dt / tau_syn)
-    R = params["tau_m"] / params["cm"]                            # MOhm
-    current = w * tau_syn / dt * (1.0 - e_s)                      # nA, held over step 1
+    R = params["tau_m"] / params["cm"]  # MOhm
+    current = w * tau_syn / dt * (1.0 - e_s)  # nA, held over step 1
     v, v_exp, i_exp = v0, [], []
     for t in range(steps):
         I = current * e_s ** (t - 1) if t >= 1 else 0.0
         v = params["v_rest"] + (v - params["v_rest"]) * e_m + R * I * (1.0 - e_m)
         v_exp.append(v)
-        i_exp.append(I * e_s)                                     # recorded after decay
+        i_exp.append(I * e_s)  # recorded after decay
     np.testing.assert_allclose(v_rec, v_exp, rtol=1e-13, atol=1e-12)
     np.testing.assert_allclose(i_rec, i_exp, rtol=1e-13, atol=1e-300)
-    assert i_rec[0] == 0.0 and v_rec[0] != v0                      # leak only in step 0
+    assert i_rec[0] == 0.0 and v_rec[0] != v0  # leak only in step 0
 
 
 # ------------------------------------------------------------------ refractoriness
-@pytest.mark.parametrize("dt, tau_refrac", [(1.0, 0.1), (1.0, 1.0), (1.0, 2.5), (1.0, 3.0),
-                                            (0.5, 1.2), (0.1, 0.0)])
+@pytest.mark.parametrize(
+    "dt, tau_refrac", [(1.0, 0.1), (1.0, 1.0), (1.0, 2.5), (1.0, 3.0), (0.5, 1.2), (0.1, 0.0)]
+)
 def test_refractory_period(dt, tau_refrac):
     """Driven hard enough to cross threshold in one step: a spike every ceil(tau_refrac/dt) + 1
     steps, with the membrane held at v_reset during the ceil(tau_refrac/dt) refractory steps."""
     params = dict(LIF, tau_refrac=tau_refrac, tau_m=1.0)
     refr = math.ceil(tau_refrac / dt - 1e-9)
     steps = 12 * (refr + 1)
-    net = Network("refr", Discretization(dt=dt),
-                  (Population("n", 1, if_curr_exp(), params),),
-                  currents=(CurrentInput("n", "i_ext", [200.0]),),
-                  probes=(SpikeProbe("n"), StateProbe("n", "v")))
+    net = Network(
+        "refr",
+        Discretization(dt=dt),
+        (Population("n", 1, if_curr_exp(), params),),
+        currents=(CurrentInput("n", "i_ext", [200.0]),),
+        probes=(SpikeProbe("n"), StateProbe("n", "v")),
+    )
     res = neuromem.compile(net, backend="numba").run(steps)
     spikes = np.nonzero(res.spikes["n"][:, 0])[0]
     assert spikes[0] == 0
     assert np.all(np.diff(spikes) == refr + 1), spikes
     v = res.state["n.v"][:, 0]
     for s in spikes:
-        held = v[s:s + refr + 1]                                  # spike step + refractory steps
+        held = v[s : s + refr + 1]  # spike step + refractory steps
         assert np.all(held == params["v_reset"]), held
 
 
@@ -84,15 +101,19 @@ def test_delays_deliver_at_t_plus_d():
     t_spike = [0, 4, 9]
     n = len(delays)
     net = Network(
-        "delays", Discretization(dt=1.0),
-        (Population("src", 1, spike_source(), stimulus=SpikeArray(t_spike, [0] * len(t_spike))),
-         Population("n", n, if_curr_exp(), dict(LIF, v_thresh=1e3), {"v": -65.0})),
+        "delays",
+        Discretization(dt=1.0),
+        (
+            Population("src", 1, spike_source(), stimulus=SpikeArray(t_spike, [0] * len(t_spike))),
+            Population("n", n, if_curr_exp(), dict(LIF, v_thresh=1e3), {"v": -65.0}),
+        ),
         (Projection("p", "src", "n", [0] * n, list(range(n)), 1.0, delays),),
-        probes=(StateProbe("n", "i_exc"), StateProbe("n", "v")))
+        probes=(StateProbe("n", "i_exc"), StateProbe("n", "v")),
+    )
     res = neuromem.compile(net, backend="numba").run(30)
     i_exc = res.state["n.i_exc"]
     decay = math.exp(-1.0 / LIF["tau_syn_E"])
-    jump = LIF["tau_syn_E"] * (1.0 - decay) * decay                # one arrival, as recorded
+    jump = LIF["tau_syn_E"] * (1.0 - decay) * decay  # one arrival, as recorded
     for k, d in enumerate(delays):
         arrivals = np.zeros(30, bool)
         arrivals[[t + d for t in t_spike if t + d < 30]] = True
@@ -102,16 +123,21 @@ def test_delays_deliver_at_t_plus_d():
         first = t_spike[0] + d
         assert i_exc[first, k] == pytest.approx(jump, rel=1e-13)
         v = res.state["n.v"][:, k]
-        assert np.all(v[:first] == -65.0) and v[first] > -65.0    # acts in the arrival step
+        assert np.all(v[:first] == -65.0) and v[first] > -65.0  # acts in the arrival step
 
 
 def test_runtime_spikes_and_delay_across_run_calls():
     """A spike given to run() in the last step of one call arrives d steps later in the next."""
-    net = Network("rt", Discretization(dt=1.0),
-                  (Population("src", 1, spike_source()),
-                   Population("n", 1, if_curr_exp(), dict(LIF, v_thresh=1e3), {"v": -65.0})),
-                  (Projection("p", "src", "n", [0], [0], 1.0, 3),),
-                  probes=(StateProbe("n", "i_exc"),))
+    net = Network(
+        "rt",
+        Discretization(dt=1.0),
+        (
+            Population("src", 1, spike_source()),
+            Population("n", 1, if_curr_exp(), dict(LIF, v_thresh=1e3), {"v": -65.0}),
+        ),
+        (Projection("p", "src", "n", [0], [0], 1.0, 3),),
+        probes=(StateProbe("n", "i_exc"),),
+    )
     sim = neuromem.compile(net, backend="numba")
     given = np.zeros((5, 1), bool)
     given[4] = True
@@ -133,17 +159,20 @@ def _stdp_net(t_pre, t_post, w0, rule, params):
     drive_steps = [t - 1 for t in t_post]
     pops = (
         Population("pre", 1, spike_source(), stimulus=SpikeArray(t_pre, [0] * len(t_pre))),
-        Population("drive", 1, spike_source(),
-                   stimulus=SpikeArray(drive_steps, [0] * len(drive_steps))),
+        Population(
+            "drive", 1, spike_source(), stimulus=SpikeArray(drive_steps, [0] * len(drive_steps))
+        ),
         Population("post", 1, if_curr_exp(), POST, {"v": -65.0}),
     )
     projs = (
         Projection("drive_post", "drive", "post", [0], [0], 40.0, 1),
-        Projection("syn", "pre", "post", [0], [0], w0, 1, "inh", plasticity=rule,
-                   plasticity_params=params),
+        Projection(
+            "syn", "pre", "post", [0], [0], w0, 1, "inh", plasticity=rule, plasticity_params=params
+        ),
     )
-    return Network("stdp", Discretization(dt=1.0), pops, projs,
-                   probes=(SpikeProbe("pre"), SpikeProbe("post")))
+    return Network(
+        "stdp", Discretization(dt=1.0), pops, projs, probes=(SpikeProbe("pre"), SpikeProbe("post"))
+    )
 
 
 def _final_weight(net, steps=20):
@@ -163,7 +192,7 @@ def test_stdp_pre_then_post_potentiates(w0):
     expected = min(w0 + STDP["A_plus"] * math.exp(-2.0 / STDP["tau_plus"]), STDP["w_max"])
     assert w == pytest.approx(expected, rel=1e-13)
     if w0 == 0.95:
-        assert w == STDP["w_max"]                                 # clipped
+        assert w == STDP["w_max"]  # clipped
 
 
 @pytest.mark.parametrize("w0", [0.5, 0.05])
@@ -174,13 +203,14 @@ def test_stdp_post_then_pre_depresses(w0):
     expected = max(w0 - STDP["A_minus"] * math.exp(-2.0 / STDP["tau_minus"]), STDP["w_min"])
     assert w == pytest.approx(expected, rel=1e-13)
     if w0 == 0.05:
-        assert w == STDP["w_min"]                                 # clipped
+        assert w == STDP["w_min"]  # clipped
 
 
 def test_stdp_scaled_by_w_max_and_multiplicative():
     params = dict(STDP, w_max=6.0, A_plus=0.2)
-    w, _ = _final_weight(_stdp_net([3], [5], 1.0, stdp_pair("additive", scale_by_w_max=True),
-                                   params))
+    w, _ = _final_weight(
+        _stdp_net([3], [5], 1.0, stdp_pair("additive", scale_by_w_max=True), params)
+    )
     assert w == pytest.approx(1.0 + 0.2 * 6.0 * math.exp(-2.0 / 5.0), rel=1e-13)
     w, _ = _final_weight(_stdp_net([3], [5], 1.0, stdp_pair("multiplicative"), params))
     assert w == pytest.approx(1.0 + 0.2 * (6.0 - 1.0) * math.exp(-2.0 / 5.0), rel=1e-13)
@@ -195,8 +225,11 @@ def test_stdp_coincident_pre_and_post(coincidence):
     w, res = _final_weight(net)
     assert np.nonzero(res.spikes["post"][:, 0])[0].tolist() == [2, 5]
     depression = STDP["A_minus"] * math.exp(-3.0 / STDP["tau_minus"])
-    expected = {"ignore": 0.5 - depression, "spinnaker": 0.5,
-                "potentiate": min(0.5 + STDP["A_plus"], STDP["w_max"]) - depression}[coincidence]
+    expected = {
+        "ignore": 0.5 - depression,
+        "spinnaker": 0.5,
+        "potentiate": min(0.5 + STDP["A_plus"], STDP["w_max"]) - depression,
+    }[coincidence]
     assert w == pytest.approx(expected, rel=1e-13)
 
 
@@ -212,8 +245,13 @@ def test_stdp_all_to_all_pairing_sums_traces():
 # ------------------------------------------------------------------ reset
 def test_reset_restores_initial_state_and_weights():
     net = _stdp_net([3, 8, 12], [5, 10], 0.5, stdp_pair("additive"), STDP)
-    net = Network(net.name, net.discretization, net.populations, net.projections,
-                  probes=net.probes + (StateProbe("post", "v"),))
+    net = Network(
+        net.name,
+        net.discretization,
+        net.populations,
+        net.projections,
+        probes=net.probes + (StateProbe("post", "v"),),
+    )
     sim = neuromem.compile(net, backend="numba")
     initial = sim.state
     first = sim.run(25)
@@ -229,10 +267,13 @@ def test_reset_restores_initial_state_and_weights():
         assert np.array_equal(first.spikes[k], again.spikes[k]), k
     assert np.array_equal(first.state["post.v"], again.state["post.v"])
     assert sim.state["weights"]["syn"][0] == pytest.approx(
-        0.5 + 0.1 * math.exp(-2 / 5.0)                            # pre 3, post 5
-        - 0.15 * math.exp(-3 / 4.0)                               # post 5, pre 8
-        + 0.1 * (math.exp(-7 / 5.0) + math.exp(-2 / 5.0))         # pre 3 and 8, post 10
-        - 0.15 * (math.exp(-7 / 4.0) + math.exp(-2 / 4.0)), rel=1e-12)  # post 5 and 10, pre 12
+        0.5
+        + 0.1 * math.exp(-2 / 5.0)  # pre 3, post 5
+        - 0.15 * math.exp(-3 / 4.0)  # post 5, pre 8
+        + 0.1 * (math.exp(-7 / 5.0) + math.exp(-2 / 5.0))  # pre 3 and 8, post 10
+        - 0.15 * (math.exp(-7 / 4.0) + math.exp(-2 / 4.0)),
+        rel=1e-12,
+    )  # post 5 and 10, pre 12
 
 
 def test_chunked_runs_equal_one_run():

@@ -43,32 +43,60 @@ def stimulus_network() -> Network:
     rng = np.random.default_rng(7)
     lif = if_curr_exp()
     pops = (
-        Population("noise", 20, spike_source(), stimulus=PoissonSpikes(150.0, seed=11, start=3,
-                                                                       stop=180)),
-        Population("given", 4, spike_source(),
-                   stimulus=SpikeArray([0, 5, 5, 40], [0, 1, 3, 2])),
-        Population("exc", 10, lif,
-                   {"tau_m": rng.uniform(5.0, 25.0, 10), "cm": 0.25, "v_thresh": -55.0,
-                    "tau_refrac": 2.0, "tau_syn_E": rng.uniform(1.0, 5.0, 10)},
-                   {"v": rng.uniform(-70.0, -60.0, 10)}),
+        Population(
+            "noise", 20, spike_source(), stimulus=PoissonSpikes(150.0, seed=11, start=3, stop=180)
+        ),
+        Population("given", 4, spike_source(), stimulus=SpikeArray([0, 5, 5, 40], [0, 1, 3, 2])),
+        Population(
+            "exc",
+            10,
+            lif,
+            {
+                "tau_m": rng.uniform(5.0, 25.0, 10),
+                "cm": 0.25,
+                "v_thresh": -55.0,
+                "tau_refrac": 2.0,
+                "tau_syn_E": rng.uniform(1.0, 5.0, 10),
+            },
+            {"v": rng.uniform(-70.0, -60.0, 10)},
+        ),
         Population("cuba", 3, nir_cuba_lif(), {"tau_mem": [5.0, 7.5, 10.0]}),
     )
     pre, post = fixed_probability(20, 10, 0.3, seed=5)
     projs = (
-        Projection("noise_exc", "noise", "exc", pre, post, rng.uniform(0.0, 1.5, pre.size),
-                   rng.integers(1, 6, pre.size), plasticity=stdp_pair("multiplicative"),
-                   plasticity_params={"A_plus": 0.1, "A_minus": 0.12, "w_max": 2.0}),
+        Projection(
+            "noise_exc",
+            "noise",
+            "exc",
+            pre,
+            post,
+            rng.uniform(0.0, 1.5, pre.size),
+            rng.integers(1, 6, pre.size),
+            plasticity=stdp_pair("multiplicative"),
+            plasticity_params={"A_plus": 0.1, "A_minus": 0.12, "w_max": 2.0},
+        ),
         Projection("given_exc", "given", "exc", *all_to_all(4, 10), 0.8, 2, "inh"),
-        Projection("exc_cuba", "exc", "cuba", *all_to_all(10, 3), 0.3, 1,
-                   plasticity=hebbian(), plasticity_params={"eta": 0.05}),
+        Projection(
+            "exc_cuba",
+            "exc",
+            "cuba",
+            *all_to_all(10, 3),
+            0.3,
+            1,
+            plasticity=hebbian(),
+            plasticity_params={"eta": 0.05},
+        ),
     )
     currents = (
         CurrentInput("exc", "i_ext", rng.uniform(0.0, 0.4, (150, 10))),
         CurrentInput("cuba", "i_ext", np.array([0.05, 0.0, 0.1])),
     )
     probes = (
-        SpikeProbe("noise"), SpikeProbe("exc"), SpikeProbe("cuba"),
-        StateProbe("exc", "v"), StateProbe("exc", "i_exc", (0, 4, 9)),
+        SpikeProbe("noise"),
+        SpikeProbe("exc"),
+        SpikeProbe("cuba"),
+        StateProbe("exc", "v"),
+        StateProbe("exc", "i_exc", (0, 4, 9)),
         StateProbe("cuba", "i_syn"),
     )
     return Network("stim", Discretization(dt=0.5), pops, projs, currents, probes)
@@ -120,10 +148,13 @@ def test_round_trip_is_bit_exact(tmp_path, which):
 def test_saved_document_is_versioned(tmp_path):
     doc = json.loads((save(ca3_network(), tmp_path / "x") / "network.json").read_text())
     assert doc["format"] == "neuromem-network" and doc["version"] == spec_io.VERSION
-    assert doc["discretization"] == {"dt": 1.0, "integrator": "exponential_euler",
-                                     "reset_mode": "same_step",
-                                     "delay_semantics": "deliver_before_integration",
-                                     "rng": "host_pregenerated"}
+    assert doc["discretization"] == {
+        "dt": 1.0,
+        "integrator": "exponential_euler",
+        "reset_mode": "same_step",
+        "delay_semantics": "deliver_before_integration",
+        "rng": "host_pregenerated",
+    }
 
 
 def _run(net: Network, steps: int, inputs=None):
@@ -141,9 +172,9 @@ def test_loaded_network_runs_bit_identically(tmp_path, which):
     if which == "ca3":
         rng = np.random.default_rng(3)
         il = np.zeros((steps, 15), bool)
-        for k, t0 in enumerate(range(0, 100, 14)):   # learn 5 memories then recall by cue
-            il[t0:t0 + 3, k % 5] = True
-            il[t0:t0 + 3, 5 + rng.choice(10, 3, replace=False)] = True
+        for k, t0 in enumerate(range(0, 100, 14)):  # learn 5 memories then recall by cue
+            il[t0 : t0 + 3, k % 5] = True
+            il[t0 : t0 + 3, 5 + rng.choice(10, 3, replace=False)] = True
         for k, t0 in enumerate(range(100, 170, 14)):
             il[t0, k] = True
         inputs = {"IL": il}
@@ -217,7 +248,7 @@ def test_failed_rename_during_overwrite_keeps_the_old_save(tmp_path, monkeypatch
 
     def replace(src, dst):
         calls.append((src, dst))
-        if len(calls) == 2:          # old -> .x.old succeeded; tmp -> x fails
+        if len(calls) == 2:  # old -> .x.old succeeded; tmp -> x fails
             raise OSError("rename failed (simulated)")
         return real_replace(src, dst)
 
@@ -273,11 +304,14 @@ def test_load_missing_array_key(saved):
         load(saved)
 
 
-@pytest.mark.parametrize("field, value, msg", [
-    ("version", 99, r"load: unsupported version 99"),
-    ("version", None, r"load: unsupported version None"),
-    ("format", "something-else", r"load: not a neuromem network file"),
-])
+@pytest.mark.parametrize(
+    "field, value, msg",
+    [
+        ("version", 99, r"load: unsupported version 99"),
+        ("version", None, r"load: unsupported version None"),
+        ("format", "something-else", r"load: not a neuromem network file"),
+    ],
+)
 def test_load_wrong_version_or_format(saved, field, value, msg):
     doc = json.loads((saved / "network.json").read_text())
     doc[field] = value

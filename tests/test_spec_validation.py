@@ -38,8 +38,9 @@ def _net(**kw) -> Network:
 
 
 def _proj(**kw) -> Projection:
-    args = dict(name="p", pre="src", post="a", pre_index=[0, 1], post_index=[0, 2], weight=1.0,
-                delay=1)
+    args = dict(
+        name="p", pre="src", post="a", pre_index=[0, 1], post_index=[0, 2], weight=1.0, delay=1
+    )
     args.update(kw)
     return Projection(**args)
 
@@ -86,10 +87,14 @@ def test_spike_array_neuron_out_of_range():
 
 
 def test_unknown_variable_in_equation():
-    with pytest.raises(SpecError, match=r"neuron model 'm', equation dv/dt: unknown variable\(s\) "
-                                        r"tau_x"):
-        NeuronModel("m", state={"v": ("mV", 0.0)}, params={"tau": ("ms", 1.0)},
-                    odes={"v": "-v / tau_x"})
+    with pytest.raises(
+        SpecError,
+        match=r"neuron model 'm', equation dv/dt: unknown variable\(s\) "
+        r"tau_x",
+    ):
+        NeuronModel(
+            "m", state={"v": ("mV", 0.0)}, params={"tau": ("ms", 1.0)}, odes={"v": "-v / tau_x"}
+        )
 
 
 def test_unknown_variable_in_threshold():
@@ -97,16 +102,19 @@ def test_unknown_variable_in_threshold():
         NeuronModel("m", state={"v": ("mV", 0.0)}, odes={"v": "-v"}, threshold="v > theta")
 
 
-@pytest.mark.parametrize("rhs, what", [
-    ("v.real", "Attribute"),
-    ("__import__('os')", "call of '__import__'"),
-    ("os.getcwd()", r"call of .* in expression 'os\.getcwd\(\)'"),
-    ("eval('1')", "call of 'eval'"),
-    ("[v]", "List"),
-    ("v[0]", "Subscript"),
-    ("'text'", "constant 'text'"),
-    ("0 < v < 1", "chained comparison"),
-])
+@pytest.mark.parametrize(
+    "rhs, what",
+    [
+        ("v.real", "Attribute"),
+        ("__import__('os')", "call of '__import__'"),
+        ("os.getcwd()", r"call of .* in expression 'os\.getcwd\(\)'"),
+        ("eval('1')", "call of 'eval'"),
+        ("[v]", "List"),
+        ("v[0]", "Subscript"),
+        ("'text'", "constant 'text'"),
+        ("0 < v < 1", "chained comparison"),
+    ],
+)
 def test_expression_outside_grammar(rhs, what):
     with pytest.raises(SpecError, match=rf"neuron model 'm', equation dv/dt: .*{what}"):
         NeuronModel("m", state={"v": ("mV", 0.0)}, odes={"v": rhs})
@@ -119,8 +127,13 @@ def test_import_statement_in_reset_is_refused():
 
 def test_reset_assigning_a_parameter_is_refused():
     with pytest.raises(SpecError, match=r"neuron model 'm', reset: cannot assign to 'tau'"):
-        NeuronModel("m", state={"v": ("mV", 0.0)}, params={"tau": ("ms", 1.0)},
-                    threshold="v > 1", reset="tau = 0")
+        NeuronModel(
+            "m",
+            state={"v": ("mV", 0.0)},
+            params={"tau": ("ms", 1.0)},
+            threshold="v > 1",
+            reset="tau = 0",
+        )
 
 
 def test_plasticity_trace_may_not_read_the_weight():
@@ -164,25 +177,34 @@ def test_undefined_population(side, kw):
         _net(projections=(_proj(**kw),))
 
 
-@pytest.mark.parametrize("kw, msg", [
-    ({"post_index": [0, 3]}, r"post index 3 out of range for population 'a' of size 3"),
-    ({"pre_index": [0, 2]}, r"pre index 2 out of range for population 'src' of size 2"),
-    ({"pre_index": [-1, 0]}, r"pre index -1 out of range for population 'src'"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"post_index": [0, 3]}, r"post index 3 out of range for population 'a' of size 3"),
+        ({"pre_index": [0, 2]}, r"pre index 2 out of range for population 'src' of size 2"),
+        ({"pre_index": [-1, 0]}, r"pre index -1 out of range for population 'src'"),
+    ],
+)
 def test_index_out_of_range(kw, msg):
     with pytest.raises(SpecError, match=rf"projection 'p': {msg}"):
         _net(projections=(_proj(**kw),))
 
 
 def test_unknown_port():
-    with pytest.raises(SpecError, match=r"projection 'p': population 'a' \(model 'IF_curr_exp'\) "
-                                        r"has no port 'dend'; ports: exc, inh"):
+    with pytest.raises(
+        SpecError,
+        match=r"projection 'p': population 'a' \(model 'IF_curr_exp'\) "
+        r"has no port 'dend'; ports: exc, inh",
+    ):
         _net(projections=(_proj(port="dend"),))
 
 
 def test_unknown_plasticity_parameter():
-    with pytest.raises(SpecError, match=r"projection 'p': unknown parameter 'A' of plasticity rule"
-                                        r" 'stdp_pair_additive'"):
+    with pytest.raises(
+        SpecError,
+        match=r"projection 'p': unknown parameter 'A' of plasticity rule"
+        r" 'stdp_pair_additive'",
+    ):
         _proj(plasticity=stdp_pair(), plasticity_params={"A": 1.0})
 
 
@@ -220,8 +242,11 @@ def test_projection_named_like_a_population():
 
 
 def test_state_probe_of_unknown_variable():
-    with pytest.raises(SpecError, match=r"state probe on 'a': 'u' is not a state variable of "
-                                        r"'IF_curr_exp'"):
+    with pytest.raises(
+        SpecError,
+        match=r"state probe on 'a': 'u' is not a state variable of "
+        r"'IF_curr_exp'",
+    ):
         _net(probes=(StateProbe("a", "u"),))
 
 
@@ -236,8 +261,11 @@ def test_probe_of_undefined_population():
 
 
 def test_current_input_to_non_input_variable():
-    with pytest.raises(SpecError, match=r"current input to 'a': 'v' is not an input variable of "
-                                        r"model 'IF_curr_exp'"):
+    with pytest.raises(
+        SpecError,
+        match=r"current input to 'a': 'v' is not an input variable of "
+        r"model 'IF_curr_exp'",
+    ):
         _net(currents=(CurrentInput("a", "v", np.zeros(3)),))
 
 
@@ -254,8 +282,11 @@ def test_current_input_to_undefined_population():
 # ------------------------------------------------------------------ compile and run
 def test_run_input_with_wrong_shape():
     sim = neuromem.compile(_net(), backend="numba")
-    with pytest.raises(SpecError, match=r"run: input for population 'src' has shape \(4, 3\), "
-                                        r"expected \(steps, size\) = \(4, 2\)"):
+    with pytest.raises(
+        SpecError,
+        match=r"run: input for population 'src' has shape \(4, 3\), "
+        r"expected \(steps, size\) = \(4, 2\)",
+    ):
         sim.run(4, {"src": np.zeros((4, 3), bool)})
 
 
@@ -278,8 +309,11 @@ def test_run_input_for_undefined_population_and_variable():
 
 
 def test_compile_with_a_different_dt():
-    with pytest.raises(SpecError, match=r"compile: dt=0.5 ms differs from the network's "
-                                        r"discretization dt=1.0 ms"):
+    with pytest.raises(
+        SpecError,
+        match=r"compile: dt=0.5 ms differs from the network's "
+        r"discretization dt=1.0 ms",
+    ):
         neuromem.compile(_net(), backend="numba", dt=0.5)
 
 
@@ -288,16 +322,22 @@ def test_compile_with_the_same_dt_is_accepted():
 
 
 def test_unknown_backend():
-    with pytest.raises(CapabilityError, match=r"unknown backend 'nest'; available: numba, torch,"
-                                              r" brian2"):
+    with pytest.raises(
+        CapabilityError,
+        match=r"unknown backend 'nest'; available: numba, torch,"
+        r" brian2",
+    ):
         neuromem.compile(_net(), backend="nest")
 
 
 def test_backend_lacking_a_feature():
     net = _net(discretization=Discretization(dt=1.0, reset_mode="next_step"))
-    with pytest.raises(CapabilityError, match=r"backend 'brian2' cannot run this network: it "
-                                              r"lacks 'reset_mode:next_step' \(supported by: "
-                                              r"numba, torch\)"):
+    with pytest.raises(
+        CapabilityError,
+        match=r"backend 'brian2' cannot run this network: it "
+        r"lacks 'reset_mode:next_step' \(supported by: "
+        r"numba, torch\)",
+    ):
         neuromem.compile(net, backend="brian2")
 
 
@@ -307,11 +347,15 @@ def test_unknown_backend_option():
 
 
 def test_nonlinear_ode_with_exponential_euler():
-    quad = NeuronModel("quad", state={"v": ("mV", 0.0)}, odes={"v": "v * v - v"},
-                       threshold="v > 1", reset="v = 0")
+    quad = NeuronModel(
+        "quad", state={"v": ("mV", 0.0)}, odes={"v": "v * v - v"}, threshold="v > 1", reset="v = 0"
+    )
     net = Network("net", DT, (Population("q", 2, quad),))
-    with pytest.raises(SpecError, match=r"population 'q' \(model 'quad'\), equation dv/dt: not "
-                                        r"linear in v.*use 'euler'"):
+    with pytest.raises(
+        SpecError,
+        match=r"population 'q' \(model 'quad'\), equation dv/dt: not "
+        r"linear in v.*use 'euler'",
+    ):
         neuromem.compile(net, backend="numba")
     # the same model is accepted with forward Euler
     euler = Network("net", Discretization(dt=1.0, integrator="euler"), (Population("q", 2, quad),))
@@ -320,20 +364,27 @@ def test_nonlinear_ode_with_exponential_euler():
 
 def test_conditional_in_ode_is_refused_at_lowering():
     m = NeuronModel("cond", state={"v": ("mV", 0.0)}, odes={"v": "1 if v > 0 else -1"})
-    with pytest.raises(SpecError, match=r"population 'c' \(model 'cond'\), equation dv/dt: cannot "
-                                        r"integrate"):
+    with pytest.raises(
+        SpecError,
+        match=r"population 'c' \(model 'cond'\), equation dv/dt: cannot "
+        r"integrate",
+    ):
         neuromem.compile(Network("net", DT, (Population("c", 1, m),)), backend="numba")
 
 
 def test_non_finite_derived_constant():
     pop = Population("a", 2, if_curr_exp(), {"tau_m": [20.0, 0.0]})
-    with pytest.raises(SpecError, match=r"population 'a' \(model 'IF_curr_exp'\): .* is not "
-                                        r"finite"):
+    with pytest.raises(
+        SpecError,
+        match=r"population 'a' \(model 'IF_curr_exp'\): .* is not "
+        r"finite",
+    ):
         neuromem.compile(Network("net", DT, (pop,)), backend="numba")
 
 
 def test_two_current_inputs_for_one_variable():
-    net = _net(currents=(CurrentInput("a", "i_ext", np.zeros(3)),
-                         CurrentInput("a", "i_ext", np.ones(3))))
+    net = _net(
+        currents=(CurrentInput("a", "i_ext", np.zeros(3)), CurrentInput("a", "i_ext", np.ones(3)))
+    )
     with pytest.raises(SpecError, match=r"current input: two inputs drive a.i_ext"):
         neuromem.compile(net, backend="numba")

@@ -69,15 +69,31 @@ def _random_network(n: int = 1000, n_in: int = 200, seed: int = 0) -> Network:
     pre_r, post_r = fixed_probability(n, n, 0.02, seed=seed + 2, allow_self=False)
     pops = (
         Population("inp", n_in, spike_source(), stimulus=PoissonSpikes(20.0, seed=seed + 3)),
-        Population("exc", n, if_curr_exp(), {"tau_refrac": 2.0},
-                   {"v": rng.uniform(-65.0, -55.0, n)}),
+        Population(
+            "exc", n, if_curr_exp(), {"tau_refrac": 2.0}, {"v": rng.uniform(-65.0, -55.0, n)}
+        ),
     )
     projs = (
-        Projection("in_exc", "inp", "exc", pre_in, post_in, rng.uniform(0.2, 0.6, pre_in.size),
-                   rng.integers(1, 4, pre_in.size)),
-        Projection("rec", "exc", "exc", pre_r, post_r, rng.uniform(0.0, 0.2, pre_r.size),
-                   rng.integers(1, 6, pre_r.size), plasticity=stdp_pair(),
-                   plasticity_params=dict(A_plus=0.05, A_minus=0.06, w_max=0.6)),
+        Projection(
+            "in_exc",
+            "inp",
+            "exc",
+            pre_in,
+            post_in,
+            rng.uniform(0.2, 0.6, pre_in.size),
+            rng.integers(1, 4, pre_in.size),
+        ),
+        Projection(
+            "rec",
+            "exc",
+            "exc",
+            pre_r,
+            post_r,
+            rng.uniform(0.0, 0.2, pre_r.size),
+            rng.integers(1, 6, pre_r.size),
+            plasticity=stdp_pair(),
+            plasticity_params=dict(A_plus=0.05, A_minus=0.06, w_max=0.6),
+        ),
     )
     probes = (SpikeProbe("inp"), SpikeProbe("exc"), StateProbe("exc", "v", (0, 1, 2)))
     return Network("random_stdp", Discretization(dt=1.0), pops, projs, probes=probes)
@@ -106,12 +122,18 @@ def _feedforward(trainable_seed: int = 0) -> Network:
     params = {"tau_m": 10.0, "tau_refrac": 1.0}
     pre1, post1 = fixed_probability(20, 30, 0.5, seed=1)
     pre2, post2 = fixed_probability(30, 5, 0.8, seed=2)
-    pops = (Population("inp", 20, spike_source()), Population("hid", 30, lif, params),
-            Population("out", 5, lif, params))
-    projs = (Projection("w1", "inp", "hid", pre1, post1, rng.uniform(1.0, 4.0, pre1.size)),
-             Projection("w2", "hid", "out", pre2, post2, rng.uniform(1.0, 4.0, pre2.size)))
-    return Network("ff", Discretization(dt=1.0), pops, projs,
-                   probes=(SpikeProbe("hid"), SpikeProbe("out")))
+    pops = (
+        Population("inp", 20, spike_source()),
+        Population("hid", 30, lif, params),
+        Population("out", 5, lif, params),
+    )
+    projs = (
+        Projection("w1", "inp", "hid", pre1, post1, rng.uniform(1.0, 4.0, pre1.size)),
+        Projection("w2", "hid", "out", pre2, post2, rng.uniform(1.0, 4.0, pre2.size)),
+    )
+    return Network(
+        "ff", Discretization(dt=1.0), pops, projs, probes=(SpikeProbe("hid"), SpikeProbe("out"))
+    )
 
 
 def test_surrogate_gradient_reaches_weights():
@@ -185,10 +207,14 @@ def test_run_in_chunks_and_reset_reproduce():
 
 def test_next_step_reset_identical_to_numba():
     base = _random_network(n=200, n_in=50, seed=9)
-    net = Network(base.name, Discretization(dt=1.0, reset_mode="next_step"), base.populations,
-                  base.projections, probes=base.probes)
-    rasters = [neuromem.compile(net, backend=b).run(300).spikes["exc"]
-               for b in ("numba", "torch")]
+    net = Network(
+        base.name,
+        Discretization(dt=1.0, reset_mode="next_step"),
+        base.populations,
+        base.projections,
+        probes=base.probes,
+    )
+    rasters = [neuromem.compile(net, backend=b).run(300).spikes["exc"] for b in ("numba", "torch")]
     assert rasters[0].sum() > 0 and np.array_equal(*rasters)
 
 

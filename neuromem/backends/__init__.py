@@ -12,19 +12,43 @@ from typing import Any
 from ..errors import CapabilityError, SpecError
 from ..spec.network import Network, PoissonSpikes, StateProbe
 
-_COMMON = frozenset({
-    "integrator:exponential_euler", "integrator:euler", "reset_mode:same_step",
-    "delays", "plasticity", "spike_source:array", "spike_source:poisson", "spike_source:runtime",
-    "current_input", "probe:spikes", "probe:state", "dtype:float64",
-})
+_COMMON = frozenset(
+    {
+        "integrator:exponential_euler",
+        "integrator:euler",
+        "reset_mode:same_step",
+        "delays",
+        "plasticity",
+        "spike_source:array",
+        "spike_source:poisson",
+        "spike_source:runtime",
+        "current_input",
+        "probe:spikes",
+        "probe:state",
+        "dtype:float64",
+    }
+)
 
 #: backend name -> (module path, class name, capabilities)
 REGISTRY: dict[str, tuple[str, str, frozenset[str]]] = {
-    "numba": ("neuromem.backends.numba", "NumbaSimulation",
-              _COMMON | {"reset_mode:next_step", "device:cpu"}),
-    "torch": ("neuromem.backends.torch", "TorchSimulation",
-              _COMMON | {"reset_mode:next_step", "dtype:float32", "batch", "autograd",
-                         "device:cpu", "device:cuda"}),
+    "numba": (
+        "neuromem.backends.numba",
+        "NumbaSimulation",
+        _COMMON | {"reset_mode:next_step", "device:cpu"},
+    ),
+    "torch": (
+        "neuromem.backends.torch",
+        "TorchSimulation",
+        _COMMON
+        | {
+            "reset_mode:next_step",
+            "dtype:float32",
+            "batch",
+            "autograd",
+            "device:cpu",
+            "device:cuda",
+        },
+    ),
     "brian2": ("neuromem.backends.brian2", "Brian2Simulation", _COMMON | {"device:cpu"}),
 }
 
@@ -35,9 +59,13 @@ def required_features(net: Network, **options: Any) -> set[str]:
     feats = {f"integrator:{d.integrator}", f"reset_mode:{d.reset_mode}", "probe:spikes"}
     for p in net.populations:
         if p.model.spike_source:
-            feats.add("spike_source:runtime" if p.stimulus is None else
-                      "spike_source:poisson" if isinstance(p.stimulus, PoissonSpikes) else
-                      "spike_source:array")
+            feats.add(
+                "spike_source:runtime"
+                if p.stimulus is None
+                else "spike_source:poisson"
+                if isinstance(p.stimulus, PoissonSpikes)
+                else "spike_source:array"
+            )
     if any(pr.plasticity is not None for pr in net.projections):
         feats.add("plasticity")
     if net.projections:
@@ -64,8 +92,9 @@ def check_capabilities(backend: str, features: set[str]) -> None:
         for f in missing:
             have = [b for b, (_, _, c) in REGISTRY.items() if f in c]
             lines.append(f"{f!r} (supported by: {', '.join(have) or 'no backend'})")
-        raise CapabilityError(f"backend {backend!r} cannot run this network: it lacks "
-                              + "; ".join(lines))
+        raise CapabilityError(
+            f"backend {backend!r} cannot run this network: it lacks " + "; ".join(lines)
+        )
 
 
 def available_backends() -> dict[str, frozenset[str]]:
@@ -95,8 +124,10 @@ def compile(net: Network, backend: str = "numba", dt: float | None = None, **opt
     if backend not in REGISTRY:
         raise CapabilityError(f"unknown backend {backend!r}; available: {', '.join(REGISTRY)}")
     if dt is not None and dt != net.discretization.dt:
-        raise SpecError(f"compile: dt={dt} ms differs from the network's discretization dt="
-                        f"{net.discretization.dt} ms; change the spec, not the compile call")
+        raise SpecError(
+            f"compile: dt={dt} ms differs from the network's discretization dt="
+            f"{net.discretization.dt} ms; change the spec, not the compile call"
+        )
     check_capabilities(backend, required_features(net, **options))
     module, cls, _ = REGISTRY[backend]
     return getattr(importlib.import_module(module), cls)(net, **options)

@@ -51,8 +51,9 @@ class Simulation:
 
     def __init__(self, net: Network, **options: Any) -> None:
         if options:
-            raise TypeError(f"backend {self.backend!r}: unknown option(s) "
-                            f"{', '.join(sorted(options))}")
+            raise TypeError(
+                f"backend {self.backend!r}: unknown option(s) {', '.join(sorted(options))}"
+            )
         self.net = net
         self.program: Program = lower(net)
         self.probes = Probes()
@@ -70,14 +71,17 @@ class Simulation:
             if name in inputs:
                 given = np.asarray(inputs[name])
                 if given.shape != (steps, p.size):
-                    raise SpecError(f"run: input for population {name!r} has shape {given.shape},"
-                                    f" expected (steps, size) = ({steps}, {p.size})")
+                    raise SpecError(
+                        f"run: input for population {name!r} has shape {given.shape},"
+                        f" expected (steps, size) = ({steps}, {p.size})"
+                    )
                 r = r | given.astype(bool)
             out[name] = r
         return out
 
-    def _current_inputs(self, steps: int, inputs: dict[str, Any]) -> dict[tuple[str, str],
-                                                                              np.ndarray]:
+    def _current_inputs(
+        self, steps: int, inputs: dict[str, Any]
+    ) -> dict[tuple[str, str], np.ndarray]:
         """(steps, size) float64 drive for every driven (population, input variable)."""
         out: dict[tuple[str, str], np.ndarray] = {}
         for (pop, var), values in self.program.currents.items():
@@ -85,9 +89,9 @@ class Simulation:
             if values.shape[0] == 1:
                 out[(pop, var)] = np.broadcast_to(values, (steps, size)).copy()
             else:
-                rows = values[self.t:self.t + steps]
+                rows = values[self.t : self.t + steps]
                 block = np.zeros((steps, size))
-                block[:rows.shape[0]] = rows
+                block[: rows.shape[0]] = rows
                 out[(pop, var)] = block
         for key, values in inputs.items():
             if "." not in key:
@@ -95,13 +99,17 @@ class Simulation:
             pop, var = key.split(".", 1)
             p = self.program.populations[pop]
             if var not in p.inputs:
-                raise SpecError(f"run: {var!r} is not an input variable of population {pop!r} "
-                                f"(inputs: {', '.join(p.inputs) or 'none'})")
+                raise SpecError(
+                    f"run: {var!r} is not an input variable of population {pop!r} "
+                    f"(inputs: {', '.join(p.inputs) or 'none'})"
+                )
             v = np.asarray(values, dtype=np.float64)
             v = np.broadcast_to(v, (steps, p.size)) if v.shape == (p.size,) else v
             if v.shape != (steps, p.size):
-                raise SpecError(f"run: input {key!r} has shape {v.shape}, expected "
-                                f"({steps}, {p.size}) or ({p.size},)")
+                raise SpecError(
+                    f"run: input {key!r} has shape {v.shape}, expected "
+                    f"({steps}, {p.size}) or ({p.size},)"
+                )
             if not np.all(np.isfinite(v)):
                 raise SpecError(f"run: input {key!r} has non-finite values")
             out[(pop, var)] = out.get((pop, var), 0.0) + v
@@ -116,13 +124,16 @@ class Simulation:
             if pop not in self.program.populations:
                 raise SpecError(f"run: input for undefined population {pop!r}")
             if "." not in key and not self.program.populations[pop].spike_source:
-                raise SpecError(f"run: population {pop!r} is not a spike source; spikes can only "
-                                "be given to spike-source populations")
+                raise SpecError(
+                    f"run: population {pop!r} is not a spike source; spikes can only "
+                    "be given to spike-source populations"
+                )
         return inputs
 
     # --------------------------------------------------------------- public API
-    def run(self, steps: int, inputs: dict[str, Any] | None = None,
-            progress: bool = False) -> Probes:
+    def run(
+        self, steps: int, inputs: dict[str, Any] | None = None, progress: bool = False
+    ) -> Probes:
         """Advance ``steps`` time steps; returns the probes recorded in this call.
 
         ``progress=True`` shows a progress bar (the run is then done in chunks).
@@ -130,15 +141,19 @@ class Simulation:
         inputs = self._check_inputs(steps, inputs)
         result = Probes()
         chunk = max(1, steps // 50) if progress else max(steps, 1)
-        with progress_bar(total=steps, desc=f"{self.backend} {self.net.name}",
-                          disable=not progress) as bar:
+        with progress_bar(
+            total=steps, desc=f"{self.backend} {self.net.name}", disable=not progress
+        ) as bar:
             done = 0
             while done < steps:
                 n = min(chunk, steps - done)
-                sub = {k: (np.asarray(v)[done:done + n] if np.ndim(v) == 2 else v)
-                       for k, v in inputs.items()}
-                spikes, state = self._run(n, self._spike_inputs(n, sub),
-                                          self._current_inputs(n, sub))
+                sub = {
+                    k: (np.asarray(v)[done : done + n] if np.ndim(v) == 2 else v)
+                    for k, v in inputs.items()
+                }
+                spikes, state = self._run(
+                    n, self._spike_inputs(n, sub), self._current_inputs(n, sub)
+                )
                 self.t += n
                 result.append(spikes, state)
                 done += n
@@ -146,8 +161,9 @@ class Simulation:
         self.probes.append(result.spikes, result.state)
         return result
 
-    def _run(self, steps: int, spikes: dict[str, np.ndarray],
-             currents: dict[tuple[str, str], np.ndarray]):
+    def _run(
+        self, steps: int, spikes: dict[str, np.ndarray], currents: dict[tuple[str, str], np.ndarray]
+    ):
         raise NotImplementedError
 
     def reset(self) -> None:

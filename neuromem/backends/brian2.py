@@ -53,8 +53,7 @@ from ..errors import SpecError
 from ..lower import PHASES, PopulationProgram, ProjectionProgram
 from .base import Simulation
 
-_FUNCS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "abs": "abs",
-          "clip": "clip"}
+_FUNCS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "abs": "abs", "clip": "clip"}
 
 _COMPILE_ARGS = ["-w", "-O2", "-fno-fast-math", "-ffp-contract=off"]
 
@@ -62,7 +61,8 @@ _COMPILE_ARGS = ["-w", "-O2", "-fno-fast-math", "-ffp-contract=off"]
 def cache_dir() -> Path:
     """Where Brian2's compiled Cython extensions are kept (``NEUROMEM_CACHE`` or ~/.cache)."""
     root = os.environ.get("NEUROMEM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "neuromem")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "neuromem"
+    )
     d = Path(root) / "brian2"
     d.mkdir(parents=True, exist_ok=True)
     return d
@@ -129,8 +129,7 @@ def _guarded(code: _Code, stmts: tuple[Statement, ...], pr: Printer, flag: str) 
     for s in stmts:
         tmp = code.temp(pr(s.value))
         tgt = pr.name(s.target)
-        code(f"{tgt} = {tmp}" if flag == "1" else
-             f"{tgt} = {tmp} * {flag} + {tgt} * (1 - {flag})")
+        code(f"{tgt} = {tmp}" if flag == "1" else f"{tgt} = {tmp} * {flag} + {tgt} * (1 - {flag})")
 
 
 def _population_code(p: PopulationProgram) -> str:
@@ -166,8 +165,7 @@ class Brian2Simulation(Simulation):
 
     def __init__(self, net, target: str = "cython", **options: Any) -> None:
         if target not in ("cython", "numpy"):
-            raise SpecError(f"backend 'brian2': target must be 'cython' or 'numpy', got "
-                            f"{target!r}")
+            raise SpecError(f"backend 'brian2': target must be 'cython' or 'numpy', got {target!r}")
         super().__init__(net, **options)
         assert self.program.phases == PHASES, "lowering phases changed: update brian2 backend"
         if self.program.reset_mode != "same_step":  # compile() refuses it before this
@@ -186,10 +184,12 @@ class Brian2Simulation(Simulation):
     def _prefs(self, target: str | None = None):
         from brian2 import prefs
 
-        new = {"codegen.target": target or self.target,
-               "codegen.loop_invariant_optimisations": False,
-               "codegen.cpp.extra_compile_args_gcc": _COMPILE_ARGS,
-               "codegen.runtime.cython.cache_dir": str(cache_dir())}
+        new = {
+            "codegen.target": target or self.target,
+            "codegen.loop_invariant_optimisations": False,
+            "codegen.cpp.extra_compile_args_gcc": _COMPILE_ARGS,
+            "codegen.runtime.cython.cache_dir": str(cache_dir()),
+        }
         old = {k: prefs[k] for k in new}
         try:
             for k, v in new.items():
@@ -223,16 +223,18 @@ class Brian2Simulation(Simulation):
                 lines += [f"in_{v} : 1" for v in p.inputs]
                 lines += [f"acc_{port} : 1" for port in p.ports]
                 lines += ["ref : integer", "refsteps : integer (constant)"]
-            g = b2.NeuronGroup(p.size, "\n".join(lines), threshold="spk", reset="", clock=clock,
-                               name=f"P_{p.name}")
+            g = b2.NeuronGroup(
+                p.size, "\n".join(lines), threshold="spk", reset="", clock=clock, name=f"P_{p.name}"
+            )
             if not p.spike_source:
                 for v, x in p.state.items():
                     g.variables[f"s_{v}"].set_value(x)
                 for k, x in p.constants.items():
                     g.variables[name(k)].set_value(x)
                 g.variables["refsteps"].set_value(p.refractory_steps.astype(np.int32))
-                g.run_regularly(_population_code(p), when="groups", order=0,
-                                name=f"P_{p.name}_step")
+                g.run_regularly(
+                    _population_code(p), when="groups", order=0, name=f"P_{p.name}_step"
+                )
             groups[p.name] = g
             objs.append(g)
         self._groups = groups
@@ -248,22 +250,30 @@ class Brian2Simulation(Simulation):
         self._state_mons = []
         for r, (pop, var, idx) in enumerate(prog.state_probes):
             uniq, inv = np.unique(idx, return_inverse=True)
-            m = b2.StateMonitor(groups[pop], f"s_{var}", record=uniq, when="end", clock=clock,
-                                name=f"R_{r}")
+            m = b2.StateMonitor(
+                groups[pop], f"s_{var}", record=uniq, when="end", clock=clock, name=f"R_{r}"
+            )
             self._state_mons.append((m, f"s_{var}", inv))
             objs.append(m)
         self._states_seen = [0] * len(self._state_mons)
         # inputs of step t, written at the start of the step
-        self._src = {n: groups[n].variables["spk"].get_value()
-                     for n, p in prog.populations.items() if p.spike_source}
-        self._in = {(n, v): groups[n].variables[f"in_{v}"].get_value()
-                    for n, p in prog.populations.items() if not p.spike_source
-                    for v in p.inputs}
+        self._src = {
+            n: groups[n].variables["spk"].get_value()
+            for n, p in prog.populations.items()
+            if p.spike_source
+        }
+        self._in = {
+            (n, v): groups[n].variables[f"in_{v}"].get_value()
+            for n, p in prog.populations.items()
+            if not p.spike_source
+            for v in p.inputs
+        }
         self._feed_spikes: dict[str, np.ndarray] = {}
         self._feed_currents: dict[tuple[str, str], np.ndarray] = {}
         self._step = 0
-        objs.append(b2.NetworkOperation(self._feed, when="start", order=0, clock=clock,
-                                        name="nm_inputs"))
+        objs.append(
+            b2.NetworkOperation(self._feed, when="start", order=0, clock=clock, name="nm_inputs")
+        )
         self._net = b2.Network(*objs, name="nm_network")
 
     def _projection(self, b2, q: ProjectionProgram, k: int, groups, dt, clock) -> list[Any]:
@@ -273,6 +283,7 @@ class Brian2Simulation(Simulation):
         d_max = self.program.max_delay
         sp = None
         if pl is not None:
+
             def name(n: str) -> str:
                 if n == "w":
                     return "w"
@@ -315,13 +326,19 @@ class Brian2Simulation(Simulation):
                     delays["plast"] = 0 * b2.ms
             if ring:  # processed d - 1 steps after emission: read the emission's slot
                 sel = " + ".join(f"wq{m} * int(rslot == {m})" for m in range(d))
-                on_pre["tx"] = (f"rslot = (t_in_timesteps + 1) % {d}\n"
-                                f"acc_{q.port}_post += {sel}")
+                on_pre["tx"] = f"rslot = (t_in_timesteps + 1) % {d}\nacc_{q.port}_post += {sel}"
             else:
                 on_pre["tx"] = f"acc_{q.port}_post += w"
-            s = b2.Synapses(groups[q.pre], groups[q.post], "\n".join(model), on_pre=on_pre,
-                            on_post=on_post or None, delay=delays, clock=clock,
-                            name=f"Q_{q.name}_d{d}")
+            s = b2.Synapses(
+                groups[q.pre],
+                groups[q.post],
+                "\n".join(model),
+                on_pre=on_pre,
+                on_post=on_post or None,
+                delay=delays,
+                clock=clock,
+                name=f"Q_{q.name}_d{d}",
+            )
             # synapses in the program's CSR order, so that events sum in numba's order
             s.connect(i=q.pre_index[pos].astype(np.int32), j=q.post_index[pos].astype(np.int32))
             s.variables["w"].set_value(q.weight[pos])
@@ -336,9 +353,11 @@ class Brian2Simulation(Simulation):
             out.append(s)
         self._synapses[q.name] = parts
         if pl is not None:
-            for side, traces, stmts, pop in (("pre", pl.pre_traces, pl.on_pre_neuron, q.pre),
-                                             ("post", pl.post_traces, pl.on_post_neuron,
-                                              q.post)):
+            for side, traces, stmts, pop in (
+                ("pre", pl.pre_traces, pl.on_pre_neuron, q.pre),
+                ("post", pl.post_traces, pl.on_post_neuron, q.post),
+            ):
+
                 def tname(n: str, _t=traces, _pl=pl) -> str:
                     if n in _t:
                         return f"tr_{q.name}_{n}"
@@ -353,14 +372,16 @@ class Brian2Simulation(Simulation):
                     new = {t: c.temp(tp(e), "new") for t, e in traces.items()}
                     for t, tmp in new.items():
                         c(f"tr_{q.name}_{t} = {tmp}")
-                    g.run_regularly(c.text(), when="synapses", order=0,
-                                    name=f"Q_{q.name}_{side}_traces")
+                    g.run_regularly(
+                        c.text(), when="synapses", order=0, name=f"Q_{q.name}_{side}_traces"
+                    )
                 if stmts:
                     c = _Code()
                     c("ispk = int(spk)")
                     _guarded(c, stmts, tp, "ispk")
-                    g.run_regularly(c.text(), when="synapses", order=3,
-                                    name=f"Q_{q.name}_{side}_events")
+                    g.run_regularly(
+                        c.text(), when="synapses", order=3, name=f"Q_{q.name}_{side}_events"
+                    )
         return out
 
     # --------------------------------------------------------------- running
@@ -376,9 +397,10 @@ class Brian2Simulation(Simulation):
     def _run(self, steps, spikes, currents):
         prog = self.program
         if steps == 0:
-            return ({n: np.zeros((0, prog.populations[n].size), bool) for n in prog.spike_probes},
-                    {f"{pop}.{var}": np.zeros((0, idx.size)) for pop, var, idx in
-                     prog.state_probes})
+            return (
+                {n: np.zeros((0, prog.populations[n].size), bool) for n in prog.spike_probes},
+                {f"{pop}.{var}": np.zeros((0, idx.size)) for pop, var, idx in prog.state_probes},
+            )
         self._feed_spikes, self._feed_currents, self._step = spikes, currents, 0
         with self._prefs():
             from brian2 import second
@@ -395,11 +417,12 @@ class Brian2Simulation(Simulation):
             r[t, i] = True
             out[n] = r
         state = {}
-        for r, ((pop, var, _), (m, v, inv)) in enumerate(zip(prog.state_probes,
-                                                            self._state_mons, strict=True)):
+        for r, ((pop, var, _), (m, v, inv)) in enumerate(
+            zip(prog.state_probes, self._state_mons, strict=True)
+        ):
             data = np.asarray(m.variables[v].get_value())  # (time, recorded neurons)
             seen = self._states_seen[r]
-            state[f"{pop}.{var}"] = data[seen:seen + steps][:, inv].copy()
+            state[f"{pop}.{var}"] = data[seen : seen + steps][:, inv].copy()
             self._states_seen[r] = seen + steps
         return out, state
 
@@ -409,8 +432,10 @@ class Brian2Simulation(Simulation):
         for p in self.program.populations.values():
             if not p.spike_source:
                 g = self._groups[p.name]
-                out[p.name] = {v: np.array(g.variables[f"s_{v}"].get_value(), dtype=np.float64)
-                               for v in p.state}
+                out[p.name] = {
+                    v: np.array(g.variables[f"s_{v}"].get_value(), dtype=np.float64)
+                    for v in p.state
+                }
         out["weights"] = {}
         for q in self.program.projections.values():
             w = np.empty(q.weight.size)
@@ -418,4 +443,3 @@ class Brian2Simulation(Simulation):
                 w[pos] = s.variables["w"].get_value()
             out["weights"][q.name] = w[q.order]
         return out
-

@@ -36,8 +36,17 @@ from ..errors import CapabilityError, SpecError
 from ..lower import PHASES, PopulationProgram, ProjectionProgram
 from .base import Simulation
 
-_FUNCS = {"exp": "_exp", "log": "_log", "sqrt": "_sqrt", "tanh": "_tanh", "abs": "_abs",
-          "clip": "_clip", "minimum": "_minimum", "maximum": "_maximum", "where": "_where"}
+_FUNCS = {
+    "exp": "_exp",
+    "log": "_log",
+    "sqrt": "_sqrt",
+    "tanh": "_tanh",
+    "abs": "_abs",
+    "clip": "_clip",
+    "minimum": "_minimum",
+    "maximum": "_maximum",
+    "where": "_where",
+}
 
 _SURROGATES = ("fast_sigmoid", "sigmoid")
 
@@ -51,8 +60,13 @@ class SpikeFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, margin: torch.Tensor, hard: torch.Tensor, slope: float,  # type: ignore[override]
-                kind: str) -> torch.Tensor:
+    def forward(
+        ctx,
+        margin: torch.Tensor,
+        hard: torch.Tensor,
+        slope: float,  # type: ignore[override]
+        kind: str,
+    ) -> torch.Tensor:
         ctx.save_for_backward(margin)
         ctx.slope, ctx.kind = slope, kind
         return hard.to(margin.dtype)
@@ -110,8 +124,9 @@ def _pop_printer(p: PopulationProgram, nm: _Names) -> Printer:
     return Printer(name, _FUNCS, "array")
 
 
-def _plastic_printer(q: ProjectionProgram, nm: _Names, pre_sel: str, post_sel: str,
-                     pre: str, post: str, dt: float) -> Printer:
+def _plastic_printer(
+    q: ProjectionProgram, nm: _Names, pre_sel: str, post_sel: str, pre: str, post: str, dt: float
+) -> Printer:
     """Names for synaptic statements on ``(B, rows, cols)`` blocks; ``pre_sel``/``post_sel``
     select and shape the per-neuron vectors (e.g. ``.index_select(1, rows)[:, :, None]``)."""
     pl = q.plasticity
@@ -186,8 +201,10 @@ def generate(sim: TorchSimulation) -> str:
             c(f"I_{n}__{v} = cur.get({f'{n}.{v}'!r}, {nm.c(f'Z_{n}')})")
         if prog.reset_mode == "next_step":
             for s in p.reset:
-                c(f"{pr.name(s.target)} = _reset({spk}, {spkf}, {pr(s.value)}, "
-                  f"{pr.name(s.target)})")
+                c(
+                    f"{pr.name(s.target)} = _reset({spk}, {spkf}, {pr(s.value)}, "
+                    f"{pr.name(s.target)})"
+                )
         ref = nm.s(f"P_{n}__ref")
         c(f"refr = {ref} > 0")
         c(f"{ref} = {ref} - refr.to({ref}.dtype)")
@@ -201,13 +218,14 @@ def generate(sim: TorchSimulation) -> str:
             c(f"{spkf} = _as_float({spk})")
         else:
             c(f"{spk} = (~refr) & _as_bool({pr(p.threshold)})")
-            margin = "None" if p.threshold_margin is None else \
-                f"lambda: {pr(p.threshold_margin)}"
+            margin = "None" if p.threshold_margin is None else f"lambda: {pr(p.threshold_margin)}"
             c(f"{spkf} = _spike({spk}, refr, {margin})")
         if prog.reset_mode == "same_step":
             for s in p.reset:
-                c(f"{pr.name(s.target)} = _reset({spk}, {spkf}, {pr(s.value)}, "
-                  f"{pr.name(s.target)})")
+                c(
+                    f"{pr.name(s.target)} = _reset({spk}, {spkf}, {pr(s.value)}, "
+                    f"{pr.name(s.target)})"
+                )
         c(f"{ref} = _where({spk}, {nm.c(f'C_{n}__refsteps')}, {ref})")
     # ---- plasticity
     for q in prog.projections.values():
@@ -220,8 +238,10 @@ def generate(sim: TorchSimulation) -> str:
         for tr, e in (*pl.pre_traces.items(), *pl.post_traces.items()):
             c(f"{nm.s(f'{Q}__tr_{tr}')} = {trp(e)}")
         layers = sim._layers[q.name]
-        for stmts, side, pop, dim in ((pl.on_post_synapse, "post", post, 2),
-                                      (pl.on_pre_synapse, "pre", pre, 1)):
+        for stmts, side, pop, dim in (
+            (pl.on_post_synapse, "post", post, 2),
+            (pl.on_pre_synapse, "pre", pre, 1),
+        ):
             if not stmts:
                 continue
             idx = "cols" if side == "post" else "rows"
@@ -229,14 +249,29 @@ def generate(sim: TorchSimulation) -> str:
             c(f"if {idx} is not None:")
             c.indent(1)
             if side == "post":
-                sp = _plastic_printer(q, nm, "[:, :, None]", ".index_select(1, cols)[:, None, :]",
-                                      q.pre, q.post, prog.dt)
+                sp = _plastic_printer(
+                    q,
+                    nm,
+                    "[:, :, None]",
+                    ".index_select(1, cols)[:, None, :]",
+                    q.pre,
+                    q.post,
+                    prog.dt,
+                )
             else:
-                sp = _plastic_printer(q, nm, ".index_select(1, rows)[:, :, None]", "[:, None, :]",
-                                      q.pre, q.post, prog.dt)
+                sp = _plastic_printer(
+                    q,
+                    nm,
+                    ".index_select(1, rows)[:, :, None]",
+                    "[:, None, :]",
+                    q.pre,
+                    q.post,
+                    prog.dt,
+                )
             # index_select, not advanced indexing: much faster on CPU (bool tensors above all)
-            ev = f"P_{pop.name}__spk.index_select(1, {idx})" + ("[:, None, :]" if side == "post"
-                                                                 else "[:, :, None]")
+            ev = f"P_{pop.name}__spk.index_select(1, {idx})" + (
+                "[:, None, :]" if side == "post" else "[:, :, None]"
+            )
             for ly in range(len(layers)):
                 W, M = nm.s(f"{Q}__W{ly}"), nm.c(f"M_{q.name}__{ly}")
                 msel = f"{M}.index_select({dim - 1}, {idx})"
@@ -320,14 +355,17 @@ class TorchSimulation(Simulation, nn.Module):
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype.replace("torch.", ""), None)
         if dtype not in (torch.float32, torch.float64):
-            raise SpecError(f"torch backend: dtype must be torch.float32 or torch.float64, "
-                            f"got {dtype!r}")
+            raise SpecError(
+                f"torch backend: dtype must be torch.float32 or torch.float64, got {dtype!r}"
+            )
         if not isinstance(batch_size, int | np.integer) or batch_size < 1:
-            raise SpecError(f"torch backend: batch_size must be a positive integer, got "
-                            f"{batch_size!r}")
+            raise SpecError(
+                f"torch backend: batch_size must be a positive integer, got {batch_size!r}"
+            )
         if surrogate not in _SURROGATES:
-            raise SpecError(f"torch backend: surrogate must be one of {_SURROGATES}, got "
-                            f"{surrogate!r}")
+            raise SpecError(
+                f"torch backend: surrogate must be one of {_SURROGATES}, got {surrogate!r}"
+            )
         self.dtype: torch.dtype = dtype
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
@@ -337,8 +375,7 @@ class TorchSimulation(Simulation, nn.Module):
         self._build_connectivity()
         self.source = generate(self)
         self._ns = self._namespace()
-        exec(compile(self.source, f"<neuromem torch step {self.program.name}>", "exec"),
-             self._ns)
+        exec(compile(self.source, f"<neuromem torch step {self.program.name}>", "exec"), self._ns)
         self._step: Callable[..., None] = self._ns["step"]
         self._K = self._constants()
         self._reset()
@@ -356,11 +393,14 @@ class TorchSimulation(Simulation, nn.Module):
                 continue
             n_pre = self.program.populations[q.pre].size
             n_post = self.program.populations[q.post].size
-            cross = (_reads(pl.on_post_neuron) & set(pl.pre_traces)) | \
-                (_reads(pl.on_pre_neuron) & set(pl.post_traces))
+            cross = (_reads(pl.on_post_neuron) & set(pl.pre_traces)) | (
+                _reads(pl.on_pre_neuron) & set(pl.post_traces)
+            )
             if cross and n_pre != n_post:
-                raise CapabilityError(f"projection {q.name!r}: trace statements read "
-                                      f"{sorted(cross)} of the other side, whose size differs")
+                raise CapabilityError(
+                    f"projection {q.name!r}: trace statements read "
+                    f"{sorted(cross)} of the other side, whose size differs"
+                )
 
     def _build_connectivity(self) -> None:
         """Static weights (parameters when trainable) and the layers of plastic projections."""
@@ -380,8 +420,9 @@ class TorchSimulation(Simulation, nn.Module):
             layer[order] = rank
             self._layer_of[q.name] = layer
             n_layers = int(layer.max()) + 1 if layer.size else 0
-            self._layers[q.name] = [tuple(int(d) for d in np.unique(q.delay[layer == ly]))
-                                    for ly in range(n_layers)]
+            self._layers[q.name] = [
+                tuple(int(d) for d in np.unique(q.delay[layer == ly])) for ly in range(n_layers)
+            ]
         if self.trainable:
             self.weights = nn.ParameterDict({k: nn.Parameter(v) for k, v in static.items()})
         else:
@@ -391,8 +432,7 @@ class TorchSimulation(Simulation, nn.Module):
         dtype, device = self.dtype, self.device
 
         def t(x):
-            return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=dtype,
-                                                                      device=device)
+            return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=dtype, device=device)
 
         def minimum(a, b):
             return torch.minimum(t(a), t(b))
@@ -418,14 +458,24 @@ class TorchSimulation(Simulation, nn.Module):
             return idx if idx.numel() else None
 
         return {
-            "torch": torch, "_exp": lambda x: torch.exp(t(x)), "_log": lambda x: torch.log(t(x)),
-            "_sqrt": lambda x: torch.sqrt(t(x)), "_tanh": lambda x: torch.tanh(t(x)),
-            "_abs": lambda x: torch.abs(t(x)), "_minimum": minimum, "_maximum": maximum,
+            "torch": torch,
+            "_exp": lambda x: torch.exp(t(x)),
+            "_log": lambda x: torch.log(t(x)),
+            "_sqrt": lambda x: torch.sqrt(t(x)),
+            "_tanh": lambda x: torch.tanh(t(x)),
+            "_abs": lambda x: torch.abs(t(x)),
+            "_minimum": minimum,
+            "_maximum": maximum,
             "_clip": lambda x, lo, hi: minimum(maximum(x, lo), hi),
-            "_where": where, "_as_bool": as_bool,
-            "_as_float": as_float, "_active": active,
+            "_where": where,
+            "_as_bool": as_bool,
+            "_as_float": as_float,
+            "_active": active,
             # set per call by _mode(): exact/vectorised propagation, hard/surrogate spikes
-            "_prop": None, "_spike": None, "_reset": None, "_put": None,
+            "_prop": None,
+            "_spike": None,
+            "_reset": None,
+            "_put": None,
         }
 
     def _mode(self, grad: bool) -> None:
@@ -521,11 +571,14 @@ class TorchSimulation(Simulation, nn.Module):
             n_post = self.program.populations[q.post].size
             for d in q.delays:
                 sel = np.flatnonzero(q.delay == d)
-                idx = (torch.as_tensor(q.pre_index[sel], device=self.device),
-                       torch.as_tensor(q.post_index[sel], device=self.device))
+                idx = (
+                    torch.as_tensor(q.pre_index[sel], device=self.device),
+                    torch.as_tensor(q.post_index[sel], device=self.device),
+                )
                 dense = torch.zeros(n_pre, n_post, dtype=self.dtype, device=self.device)
                 out[f"D_{q.name}__{d}"] = dense.index_put(
-                    idx, w[torch.as_tensor(sel, device=self.device)], accumulate=True)
+                    idx, w[torch.as_tensor(sel, device=self.device)], accumulate=True
+                )
         return out
 
     # --------------------------------------------------------------- state
@@ -551,11 +604,13 @@ class TorchSimulation(Simulation, nn.Module):
             n_pre = prog.populations[q.pre].size
             n_post = prog.populations[q.post].size
             for tr in pl.pre_traces:
-                S[f"Q_{q.name}__tr_{tr}"] = torch.zeros(B, n_pre, dtype=self.dtype,
-                                                         device=self.device)
+                S[f"Q_{q.name}__tr_{tr}"] = torch.zeros(
+                    B, n_pre, dtype=self.dtype, device=self.device
+                )
             for tr in pl.post_traces:
-                S[f"Q_{q.name}__tr_{tr}"] = torch.zeros(B, n_post, dtype=self.dtype,
-                                                         device=self.device)
+                S[f"Q_{q.name}__tr_{tr}"] = torch.zeros(
+                    B, n_post, dtype=self.dtype, device=self.device
+                )
             layer = self._layer_of[q.name]
             for ly in range(len(self._layers[q.name])):
                 sel = layer == ly
@@ -572,6 +627,7 @@ class TorchSimulation(Simulation, nn.Module):
     def state(self) -> dict[str, dict[str, np.ndarray]]:
         """Population -> variable -> values; ``"weights"`` -> projection -> weights in the spec's
         synapse order. Arrays have a leading batch axis when ``batch_size > 1``."""
+
         def out(x: torch.Tensor) -> np.ndarray:
             a = x.detach().cpu().numpy().astype(np.float64)
             return a[0].copy() if self.batch_size == 1 else a.copy()
@@ -585,8 +641,11 @@ class TorchSimulation(Simulation, nn.Module):
         for q in self.program.projections.values():
             if q.plasticity is None:
                 w = static[q.name].detach().cpu().numpy().astype(np.float64)[q.order]
-                weights[q.name] = w if self.batch_size == 1 else \
-                    np.broadcast_to(w, (self.batch_size, w.size)).copy()
+                weights[q.name] = (
+                    w
+                    if self.batch_size == 1
+                    else np.broadcast_to(w, (self.batch_size, w.size)).copy()
+                )
                 continue
             # gather each synapse from its layer, CSR order -> spec order, batch first
             w_csr = np.zeros((self.batch_size, q.weight.size))
@@ -601,9 +660,15 @@ class TorchSimulation(Simulation, nn.Module):
         return res
 
     # --------------------------------------------------------------- time loop
-    def _loop(self, steps: int, src: dict[str, torch.Tensor], cur: dict[str, torch.Tensor],
-              grad: bool, record: tuple[str, ...], float_spikes: bool
-              ) -> tuple[dict[str, list[torch.Tensor]], list[list[torch.Tensor]]]:
+    def _loop(
+        self,
+        steps: int,
+        src: dict[str, torch.Tensor],
+        cur: dict[str, torch.Tensor],
+        grad: bool,
+        record: tuple[str, ...],
+        float_spikes: bool,
+    ) -> tuple[dict[str, list[torch.Tensor]], list[list[torch.Tensor]]]:
         """Run ``steps`` steps; ``src``/``cur`` are time-major tensors, unbound once here (not
         indexed per step, which would make the backward pass quadratic in ``steps``)."""
         self._mode(grad)
@@ -613,13 +678,20 @@ class TorchSimulation(Simulation, nn.Module):
         cur_t = {k: v.unbind(0) for k, v in cur.items()}
         S, step = self._S, self._step
         spikes: dict[str, list[torch.Tensor]] = {k: [] for k in record}
-        probes = [(f"P_{pop}__{var}", torch.as_tensor(idx, device=self.device))
-                  for pop, var, idx in self.program.state_probes]
+        probes = [
+            (f"P_{pop}__{var}", torch.as_tensor(idx, device=self.device))
+            for pop, var, idx in self.program.state_probes
+        ]
         state: list[list[torch.Tensor]] = [[] for _ in probes]
         suffix = "__spkf" if float_spikes else "__spk"
         for k in range(steps):
-            step(S, K, {n: v[k] for n, v in src_t.items()},
-                 {n: v[k] for n, v in cur_t.items()}, self.t + k)
+            step(
+                S,
+                K,
+                {n: v[k] for n, v in src_t.items()},
+                {n: v[k] for n, v in cur_t.items()},
+                self.t + k,
+            )
             for n in record:
                 spikes[n].append(S[f"P_{n}{suffix}"])
             for r, (key, idx) in enumerate(probes):
@@ -628,8 +700,10 @@ class TorchSimulation(Simulation, nn.Module):
 
     def _run(self, steps, spikes, currents):
         B = self.batch_size
-        src = {n: self._tensor(r, torch.bool).unsqueeze(1).expand(steps, B, r.shape[1])
-               for n, r in spikes.items()}
+        src = {
+            n: self._tensor(r, torch.bool).unsqueeze(1).expand(steps, B, r.shape[1])
+            for n, r in spikes.items()
+        }
         cur = {f"{p}.{v}": self._tensor(x) for (p, v), x in currents.items()}
         with torch.no_grad():
             rec, state = self._loop(steps, src, cur, False, self.program.spike_probes, False)
@@ -640,13 +714,17 @@ class TorchSimulation(Simulation, nn.Module):
             out[n] = r[:, 0] if B == 1 else r
         st = {}
         for (pop, var, idx), rows in zip(self.program.state_probes, state, strict=True):
-            a = torch.stack(rows).cpu().numpy().astype(np.float64) if steps else \
-                np.zeros((0, B, idx.size))
+            a = (
+                torch.stack(rows).cpu().numpy().astype(np.float64)
+                if steps
+                else np.zeros((0, B, idx.size))
+            )
             st[f"{pop}.{var}"] = a[:, 0] if B == 1 else a
         return out, st
 
-    def forward(self, inputs: dict[str, torch.Tensor] | None = None,
-                steps: int | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, inputs: dict[str, torch.Tensor] | None = None, steps: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Differentiable simulation of ``steps`` steps from the current state.
 
         Parameters
@@ -689,8 +767,10 @@ class TorchSimulation(Simulation, nn.Module):
             if x.dim() == 2:
                 x = x.unsqueeze(1).expand(steps, B, p.size)
             if tuple(x.shape) != (steps, B, p.size):
-                raise SpecError(f"forward: input {key!r} has shape {tuple(x.shape)}, expected "
-                                f"({steps}, {B}, {p.size}) or ({steps}, {p.size})")
+                raise SpecError(
+                    f"forward: input {key!r} has shape {tuple(x.shape)}, expected "
+                    f"({steps}, {B}, {p.size}) or ({steps}, {p.size})"
+                )
             if "." in key:
                 if key.split(".", 1)[1] not in p.inputs:
                     raise SpecError(f"forward: {key!r} is not an input variable")
@@ -708,11 +788,15 @@ class TorchSimulation(Simulation, nn.Module):
             stim = self._tensor(raster).unsqueeze(1).expand(steps, B, raster.shape[1])
             src[name] = torch.maximum(src[name], stim) if name in src else stim
         grad = torch.is_grad_enabled() and (
-            self.trainable or any(v.requires_grad for v in (*src.values(), *cur.values())))
+            self.trainable or any(v.requires_grad for v in (*src.values(), *cur.values()))
+        )
         rec, _ = self._loop(steps, src, cur, grad, self.program.spike_probes, True)
-        out = {n: torch.stack(v) if steps else
-               torch.zeros(0, B, self.program.populations[n].size, dtype=self.dtype)
-               for n, v in rec.items()}
+        out = {
+            n: torch.stack(v)
+            if steps
+            else torch.zeros(0, B, self.program.populations[n].size, dtype=self.dtype)
+            for n, v in rec.items()
+        }
         self.t += steps
         self._detach_state()
         return out

@@ -49,10 +49,18 @@ def _stimulus_to_dict(s, key: str, arrays: _Arrays) -> dict[str, Any] | None:
     if s is None:
         return None
     if isinstance(s, SpikeArray):
-        return {"type": "SpikeArray", "steps": arrays.put(key + ".steps", s.steps),
-                "neurons": arrays.put(key + ".neurons", s.neurons)}
-    return {"type": "PoissonSpikes", "rate_hz": s.rate_hz, "seed": int(s.seed), "start": s.start,
-            "stop": s.stop}
+        return {
+            "type": "SpikeArray",
+            "steps": arrays.put(key + ".steps", s.steps),
+            "neurons": arrays.put(key + ".neurons", s.neurons),
+        }
+    return {
+        "type": "PoissonSpikes",
+        "rate_hz": s.rate_hz,
+        "seed": int(s.seed),
+        "start": s.start,
+        "stop": s.stop,
+    }
 
 
 def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -63,8 +71,13 @@ def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "format": FORMAT,
         "version": VERSION,
         "name": net.name,
-        "discretization": {"dt": d.dt, "integrator": d.integrator, "reset_mode": d.reset_mode,
-                           "delay_semantics": d.delay_semantics, "rng": d.rng},
+        "discretization": {
+            "dt": d.dt,
+            "integrator": d.integrator,
+            "reset_mode": d.reset_mode,
+            "delay_semantics": d.delay_semantics,
+            "rng": d.rng,
+        },
         "models": {},
         "rules": {},
         "populations": [],
@@ -77,12 +90,16 @@ def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if doc["models"][p.model.name] != p.model.to_dict():
             raise SpecError(f"save: two different neuron models are named {p.model.name!r}")
         k = f"pop.{p.name}"
-        doc["populations"].append({
-            "name": p.name, "size": p.size, "model": p.model.name,
-            "params": {n: arrays.put(f"{k}.param.{n}", v) for n, v in p.params.items()},
-            "initial": {n: arrays.put(f"{k}.init.{n}", v) for n, v in p.initial.items()},
-            "stimulus": _stimulus_to_dict(p.stimulus, f"{k}.stimulus", arrays),
-        })
+        doc["populations"].append(
+            {
+                "name": p.name,
+                "size": p.size,
+                "model": p.model.name,
+                "params": {n: arrays.put(f"{k}.param.{n}", v) for n, v in p.params.items()},
+                "initial": {n: arrays.put(f"{k}.init.{n}", v) for n, v in p.initial.items()},
+                "stimulus": _stimulus_to_dict(p.stimulus, f"{k}.stimulus", arrays),
+            }
+        )
     for pr in net.projections:
         k = f"proj.{pr.name}"
         rule = None
@@ -91,24 +108,40 @@ def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             doc["rules"].setdefault(rule, pr.plasticity.to_dict())
             if doc["rules"][rule] != pr.plasticity.to_dict():
                 raise SpecError(f"save: two different plasticity rules are named {rule!r}")
-        doc["projections"].append({
-            "name": pr.name, "pre": pr.pre, "post": pr.post, "port": pr.port,
-            "pre_index": arrays.put(k + ".pre", pr.pre_index),
-            "post_index": arrays.put(k + ".post", pr.post_index),
-            "weight": arrays.put(k + ".weight", pr.weight),
-            "delay": arrays.put(k + ".delay", pr.delay),
-            "plasticity": rule, "plasticity_params": dict(pr.plasticity_params),
-        })
+        doc["projections"].append(
+            {
+                "name": pr.name,
+                "pre": pr.pre,
+                "post": pr.post,
+                "port": pr.port,
+                "pre_index": arrays.put(k + ".pre", pr.pre_index),
+                "post_index": arrays.put(k + ".post", pr.post_index),
+                "weight": arrays.put(k + ".weight", pr.weight),
+                "delay": arrays.put(k + ".delay", pr.delay),
+                "plasticity": rule,
+                "plasticity_params": dict(pr.plasticity_params),
+            }
+        )
     for i, c in enumerate(net.currents):
-        doc["currents"].append({"population": c.population, "variable": c.variable,
-                                "values": arrays.put(f"current.{i}", c.values)})
+        doc["currents"].append(
+            {
+                "population": c.population,
+                "variable": c.variable,
+                "values": arrays.put(f"current.{i}", c.values),
+            }
+        )
     for pb in net.probes:
         if isinstance(pb, SpikeProbe):
             doc["probes"].append({"type": "spikes", "population": pb.population})
         else:
-            doc["probes"].append({"type": "state", "population": pb.population,
-                                  "variable": pb.variable,
-                                  "indices": None if pb.indices is None else list(pb.indices)})
+            doc["probes"].append(
+                {
+                    "type": "state",
+                    "population": pb.population,
+                    "variable": pb.variable,
+                    "indices": None if pb.indices is None else list(pb.indices),
+                }
+            )
     return doc, arrays.data
 
 
@@ -117,8 +150,10 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
     if doc.get("format") != FORMAT:
         raise SpecError(f"load: not a neuromem network file (format {doc.get('format')!r})")
     if doc.get("version") != VERSION:
-        raise SpecError(f"load: unsupported version {doc.get('version')!r} (this neuromem reads "
-                        f"version {VERSION})")
+        raise SpecError(
+            f"load: unsupported version {doc.get('version')!r} (this neuromem reads "
+            f"version {VERSION})"
+        )
 
     def arr(key: str) -> np.ndarray:
         if key not in arrays:
@@ -135,27 +170,52 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
                 stim = SpikeArray(arr(stim["steps"]), arr(stim["neurons"]))
             else:
                 stim = PoissonSpikes(stim["rate_hz"], stim["seed"], stim["start"], stim["stop"])
-        pops.append(Population(
-            p["name"], p["size"], models[p["model"]],
-            params={n: arr(k) for n, k in p["params"].items()},
-            initial={n: arr(k) for n, k in p["initial"].items()}, stimulus=stim))
+        pops.append(
+            Population(
+                p["name"],
+                p["size"],
+                models[p["model"]],
+                params={n: arr(k) for n, k in p["params"].items()},
+                initial={n: arr(k) for n, k in p["initial"].items()},
+                stimulus=stim,
+            )
+        )
     projs = [
-        Projection(pr["name"], pr["pre"], pr["post"], arr(pr["pre_index"]), arr(pr["post_index"]),
-                   arr(pr["weight"]), arr(pr["delay"]), pr["port"],
-                   rules[pr["plasticity"]] if pr["plasticity"] else None,
-                   pr["plasticity_params"])
+        Projection(
+            pr["name"],
+            pr["pre"],
+            pr["post"],
+            arr(pr["pre_index"]),
+            arr(pr["post_index"]),
+            arr(pr["weight"]),
+            arr(pr["delay"]),
+            pr["port"],
+            rules[pr["plasticity"]] if pr["plasticity"] else None,
+            pr["plasticity_params"],
+        )
         for pr in doc["projections"]
     ]
-    currents = [CurrentInput(c["population"], c["variable"], arr(c["values"]))
-                for c in doc["currents"]]
+    currents = [
+        CurrentInput(c["population"], c["variable"], arr(c["values"])) for c in doc["currents"]
+    ]
     probes = [
-        SpikeProbe(pb["population"]) if pb["type"] == "spikes"
-        else StateProbe(pb["population"], pb["variable"],
-                        None if pb["indices"] is None else tuple(pb["indices"]))
+        SpikeProbe(pb["population"])
+        if pb["type"] == "spikes"
+        else StateProbe(
+            pb["population"],
+            pb["variable"],
+            None if pb["indices"] is None else tuple(pb["indices"]),
+        )
         for pb in doc["probes"]
     ]
-    return Network(doc["name"], Discretization(**doc["discretization"]), tuple(pops),
-                   tuple(projs), tuple(currents), tuple(probes))
+    return Network(
+        doc["name"],
+        Discretization(**doc["discretization"]),
+        tuple(pops),
+        tuple(projs),
+        tuple(currents),
+        tuple(probes),
+    )
 
 
 def save(net: Network, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -212,5 +272,6 @@ def load(path: str | os.PathLike) -> Network:
     try:
         return from_dict(doc, arrays)
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise SpecError(f"load: {path / 'network.json'} is malformed ({type(exc).__name__}: "
-                        f"{exc})") from None
+        raise SpecError(
+            f"load: {path / 'network.json'} is malformed ({type(exc).__name__}: {exc})"
+        ) from None

@@ -100,8 +100,9 @@ def spike_source() -> NeuronModel:
     return NeuronModel(name="spike_source", spike_source=True)
 
 
-def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False,
-              coincidence: str = "ignore") -> PlasticityRule:
+def stdp_pair(
+    weight_dependence: str = "additive", scale_by_w_max: bool = False, coincidence: str = "ignore"
+) -> PlasticityRule:
     """Pair-based STDP with all-to-all pairing (PyNN ``SpikePairRule``).
 
     Potentiation on a post event: ``A_plus * exp(-dt_pair / tau_plus)``; depression on a pre
@@ -133,17 +134,20 @@ def stdp_pair(weight_dependence: str = "additive", scale_by_w_max: bool = False,
         potentiate = f"clip(w + A_plus{scale} * (w_max - w) * apre, w_min, w_max)"
         depress = f"clip(w - A_minus{scale} * (w - w_min) * apost, w_min, w_max)"
     else:
-        raise ValueError(f"stdp_pair: unknown weight dependence {weight_dependence!r} "
-                         "(additive, multiplicative)")
+        raise ValueError(
+            f"stdp_pair: unknown weight dependence {weight_dependence!r} (additive, multiplicative)"
+        )
     if coincidence == "spinnaker":
         depress = f"w if post_event else {depress}"
     elif coincidence == "potentiate":
         potentiate = potentiate.replace("apre", "(apre + pre_event)")
     elif coincidence != "ignore":
-        raise ValueError(f"stdp_pair: unknown coincidence rule {coincidence!r} "
-                         "(ignore, potentiate, spinnaker)")
+        raise ValueError(
+            f"stdp_pair: unknown coincidence rule {coincidence!r} (ignore, potentiate, spinnaker)"
+        )
     return PlasticityRule(
-        name=f"stdp_pair_{weight_dependence}" + ("_scaled" if scale_by_w_max else "")
+        name=f"stdp_pair_{weight_dependence}"
+        + ("_scaled" if scale_by_w_max else "")
         + ("" if coincidence == "ignore" else f"_coincidence_{coincidence}"),
         params={
             "tau_plus": ("ms", 20.0),
@@ -166,8 +170,12 @@ def hebbian() -> PlasticityRule:
     [w_min, w_max]."""
     return PlasticityRule(
         name="hebbian",
-        params={"tau": ("ms", 20.0), "eta": ("nA", 0.01), "w_min": ("nA", 0.0),
-                "w_max": ("nA", 1.0)},
+        params={
+            "tau": ("ms", 20.0),
+            "eta": ("nA", 0.01),
+            "w_min": ("nA", 0.0),
+            "w_max": ("nA", 1.0),
+        },
         pre_traces={"xpre": "-xpre / tau"},
         post_traces={"xpost": "-xpost / tau"},
         on_pre="w = clip(w + eta * (xpost + post_event), w_min, w_max); xpre += 1",

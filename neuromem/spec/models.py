@@ -71,8 +71,9 @@ class NeuronModel:
             object.__setattr__(self, d, _freeze(getattr(self, d)))
         object.__setattr__(self, "clamped", tuple(self.clamped))
         object.__setattr__(self, "inputs", tuple(self.inputs))
-        clash = (set(self.state) & set(self.params)) | (set(self.inputs) & (set(self.state)
-                                                                          | set(self.params)))
+        clash = (set(self.state) & set(self.params)) | (
+            set(self.inputs) & (set(self.state) | set(self.params))
+        )
         if clash:
             raise SpecError(f"{where}: name(s) {sorted(clash)} used twice")
         for n in (*self.state, *self.params, *self.inputs):
@@ -108,14 +109,16 @@ class NeuronModel:
     def threshold_expression(self) -> Expression | None:
         if self.threshold is None:
             return None
-        return parse_expression(self.threshold, f"neuron model {self.name!r}, threshold",
-                                self.names)
+        return parse_expression(
+            self.threshold, f"neuron model {self.name!r}, threshold", self.names
+        )
 
     def reset_statements(self) -> tuple[Statement, ...]:
         if not self.reset:
             return ()
-        return parse_statements(self.reset, f"neuron model {self.name!r}, reset", self.names,
-                                targets=self.state)
+        return parse_statements(
+            self.reset, f"neuron model {self.name!r}, reset", self.names, targets=self.state
+        )
 
     def port_scales(self) -> dict[str, tuple[str, Expression]]:
         known = frozenset(self.params) | BUILTINS
@@ -202,29 +205,39 @@ class PlasticityRule:
 
     @property
     def names(self) -> frozenset[str]:
-        return (frozenset(self.params) | frozenset(self.pre_traces) | frozenset(self.post_traces)
-                | {"w"} | EVENT_FLAGS | BUILTINS)
+        return (
+            frozenset(self.params)
+            | frozenset(self.pre_traces)
+            | frozenset(self.post_traces)
+            | {"w"}
+            | EVENT_FLAGS
+            | BUILTINS
+        )
 
     def trace_odes(self) -> dict[str, Expression]:
         out = {}
         for side, traces in (("pre", self.pre_traces), ("post", self.post_traces)):
             own = frozenset(traces) | frozenset(self.params) | BUILTINS
             for tr, rhs in traces.items():
-                out[tr] = parse_expression(rhs, f"plasticity rule {self.name!r}, {side} trace "
-                                                f"{tr!r}", own)
+                out[tr] = parse_expression(
+                    rhs, f"plasticity rule {self.name!r}, {side} trace {tr!r}", own
+                )
         return out
 
     def _statements(self, text: str, side: str, own: dict[str, str]):
         if not text:
             return (), ()
-        stmts = parse_statements(text, f"plasticity rule {self.name!r}, on_{side}", self.names,
-                                 targets={"w", *own})
+        stmts = parse_statements(
+            text, f"plasticity rule {self.name!r}, on_{side}", self.names, targets={"w", *own}
+        )
         synaptic = tuple(s for s in stmts if s.target == "w")
         neuronal = tuple(s for s in stmts if s.target != "w")
         for s in neuronal:
             if s.value.names & ({"w"} | EVENT_FLAGS):
-                raise SpecError(f"plasticity rule {self.name!r}, on_{side}: trace {s.target!r} "
-                                "cannot depend on the weight w or the event flags")
+                raise SpecError(
+                    f"plasticity rule {self.name!r}, on_{side}: trace {s.target!r} "
+                    "cannot depend on the weight w or the event flags"
+                )
         return synaptic, neuronal
 
     def pre_statements(self):

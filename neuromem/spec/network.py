@@ -76,9 +76,12 @@ class Discretization:
     rng: Literal["host_pregenerated"] = "host_pregenerated"
 
     def __post_init__(self) -> None:
-        if isinstance(self.dt, bool) or not isinstance(self.dt, int | float | np.floating
-                                                       | np.integer) \
-                or not math.isfinite(self.dt) or self.dt <= 0:
+        if (
+            isinstance(self.dt, bool)
+            or not isinstance(self.dt, int | float | np.floating | np.integer)
+            or not math.isfinite(self.dt)
+            or self.dt <= 0
+        ):
             raise SpecError(f"discretization: dt must be a positive number of ms, got {self.dt!r}")
         object.__setattr__(self, "dt", float(self.dt))
         for name, allowed in (
@@ -88,8 +91,9 @@ class Discretization:
             ("rng", ("host_pregenerated",)),
         ):
             if getattr(self, name) not in allowed:
-                raise SpecError(f"discretization: {name} {getattr(self, name)!r} is not one of "
-                                f"{allowed}")
+                raise SpecError(
+                    f"discretization: {name} {getattr(self, name)!r} is not one of {allowed}"
+                )
 
     def steps(self, t_ms: float) -> int:
         """Convert a duration in ms to a whole number of steps (error if not a multiple of dt)."""
@@ -228,20 +232,25 @@ class Population:
         params = {}
         for k, v in self.params.items():
             if k not in self.model.params:
-                raise SpecError(f"{where}: unknown parameter {k!r} for model "
-                                f"{self.model.name!r} (has {', '.join(self.model.params)})")
+                raise SpecError(
+                    f"{where}: unknown parameter {k!r} for model "
+                    f"{self.model.name!r} (has {', '.join(self.model.params)})"
+                )
             params[k] = _float_array(v, self.size, f"{where}, parameter {k!r}")
         for k, (_, default) in self.model.params.items():
             if k not in params:
                 if default is None:
-                    raise SpecError(f"{where}: parameter {k!r} of model {self.model.name!r} "
-                                    "has no default and was not given")
+                    raise SpecError(
+                        f"{where}: parameter {k!r} of model {self.model.name!r} "
+                        "has no default and was not given"
+                    )
                 params[k] = _float_array(default, self.size, f"{where}, parameter {k!r}")
         initial = {}
         for k, v in self.initial.items():
             if k not in self.model.state:
-                raise SpecError(f"{where}: unknown state variable {k!r} for model "
-                                f"{self.model.name!r}")
+                raise SpecError(
+                    f"{where}: unknown state variable {k!r} for model {self.model.name!r}"
+                )
             initial[k] = _float_array(v, self.size, f"{where}, initial {k!r}")
         for k, (_, default) in self.model.state.items():
             initial.setdefault(k, _float_array(default, self.size, f"{where}, initial {k!r}"))
@@ -249,13 +258,13 @@ class Population:
         object.__setattr__(self, "initial", initial)
         if self.stimulus is not None:
             if not self.model.spike_source:
-                raise SpecError(f"{where}: a spike stimulus needs a spike-source model, not "
-                                f"{self.model.name!r}")
+                raise SpecError(
+                    f"{where}: a spike stimulus needs a spike-source model, not {self.model.name!r}"
+                )
             if isinstance(self.stimulus, SpikeArray) and self.stimulus.neurons.size:
                 hi = int(self.stimulus.neurons.max())
                 if hi >= self.size or int(self.stimulus.neurons.min()) < 0:
-                    raise SpecError(f"{where}: spike array names neuron {hi}, size is "
-                                    f"{self.size}")
+                    raise SpecError(f"{where}: spike array names neuron {hi}, size is {self.size}")
 
 
 @dataclass(frozen=True)
@@ -298,8 +307,9 @@ class Projection:
         pre = _int_array(self.pre_index, f"{where}, pre_index")
         post = _int_array(self.post_index, f"{where}, post_index")
         if pre.shape != post.shape:
-            raise SpecError(f"{where}: size mismatch, {pre.size} pre indices but {post.size} "
-                            "post indices")
+            raise SpecError(
+                f"{where}: size mismatch, {pre.size} pre indices but {post.size} post indices"
+            )
         n = pre.size
         weight = _float_array(self.weight, n, f"{where}, weight")
         d = np.asarray(self.delay)
@@ -309,18 +319,25 @@ class Projection:
         if delay.shape != (n,):
             raise SpecError(f"{where}: size mismatch, expected {n} delays, got {delay.size}")
         if n and delay.min() < 1:
-            raise SpecError(f"{where}: delay {int(delay.min())} steps; delays must be >= 1 step "
-                            "(a spike cannot act within the step that emits it)")
-        for k, v in (("pre_index", pre), ("post_index", post), ("weight", weight),
-                     ("delay", delay)):
+            raise SpecError(
+                f"{where}: delay {int(delay.min())} steps; delays must be >= 1 step "
+                "(a spike cannot act within the step that emits it)"
+            )
+        for k, v in (
+            ("pre_index", pre),
+            ("post_index", post),
+            ("weight", weight),
+            ("delay", delay),
+        ):
             object.__setattr__(self, k, v)
         if self.plasticity is not None:
             rule = self.plasticity
             params = {}
             for k, v in self.plasticity_params.items():
                 if k not in rule.params:
-                    raise SpecError(f"{where}: unknown parameter {k!r} of plasticity rule "
-                                    f"{rule.name!r}")
+                    raise SpecError(
+                        f"{where}: unknown parameter {k!r} of plasticity rule {rule.name!r}"
+                    )
                 if not math.isfinite(float(v)):
                     raise SpecError(f"{where}: plasticity parameter {k!r} is {v}")
                 params[k] = float(v)
@@ -356,8 +373,10 @@ class Network:
 
     def __post_init__(self) -> None:
         if not isinstance(self.discretization, Discretization):
-            raise SpecError(f"network {self.name!r}: a Discretization is required (dt, "
-                            "integrator, reset mode, delay semantics, RNG policy)")
+            raise SpecError(
+                f"network {self.name!r}: a Discretization is required (dt, "
+                "integrator, reset mode, delay semantics, RNG policy)"
+            )
         for k in ("populations", "projections", "currents", "probes"):
             object.__setattr__(self, k, tuple(getattr(self, k)))
         pops: dict[str, Population] = {}
@@ -373,38 +392,51 @@ class Network:
             if pr.name in names or pr.name in pops:
                 raise SpecError(f"network {self.name!r}: name {pr.name!r} used twice")
             names.add(pr.name)
-            for side, pname, idx in (("pre", pr.pre, pr.pre_index),
-                                     ("post", pr.post, pr.post_index)):
+            for side, pname, idx in (
+                ("pre", pr.pre, pr.pre_index),
+                ("post", pr.post, pr.post_index),
+            ):
                 if pname not in pops:
                     raise SpecError(f"{where}: undefined {side} population {pname!r}")
                 if idx.size and (idx.min() < 0 or idx.max() >= pops[pname].size):
                     bad = int(idx.max() if idx.max() >= pops[pname].size else idx.min())
-                    raise SpecError(f"{where}: {side} index {bad} out of range for population "
-                                    f"{pname!r} of size {pops[pname].size}")
+                    raise SpecError(
+                        f"{where}: {side} index {bad} out of range for population "
+                        f"{pname!r} of size {pops[pname].size}"
+                    )
             post_model = pops[pr.post].model
             if pr.port not in post_model.ports:
-                raise SpecError(f"{where}: population {pr.post!r} (model {post_model.name!r}) has "
-                                f"no port {pr.port!r}; ports: {', '.join(post_model.ports)}")
+                raise SpecError(
+                    f"{where}: population {pr.post!r} (model {post_model.name!r}) has "
+                    f"no port {pr.port!r}; ports: {', '.join(post_model.ports)}"
+                )
         for c in self.currents:
             if c.population not in pops:
                 raise SpecError(f"current input: undefined population {c.population!r}")
             p = pops[c.population]
             if c.variable not in p.model.inputs:
-                raise SpecError(f"current input to {p.name!r}: {c.variable!r} is not an input "
-                                f"variable of model {p.model.name!r} (inputs: {p.model.inputs})")
+                raise SpecError(
+                    f"current input to {p.name!r}: {c.variable!r} is not an input "
+                    f"variable of model {p.model.name!r} (inputs: {p.model.inputs})"
+                )
             if c.values.shape[-1] != p.size:
-                raise SpecError(f"current input to {p.name!r}: size mismatch, {c.values.shape[-1]}"
-                                f" columns for {p.size} neurons")
+                raise SpecError(
+                    f"current input to {p.name!r}: size mismatch, {c.values.shape[-1]}"
+                    f" columns for {p.size} neurons"
+                )
         for pb in self.probes:
             if pb.population not in pops:
                 raise SpecError(f"probe: undefined population {pb.population!r}")
             if isinstance(pb, StateProbe):
                 model = pops[pb.population].model
                 if pb.variable not in model.state:
-                    raise SpecError(f"state probe on {pb.population!r}: {pb.variable!r} is not "
-                                    f"a state variable of {model.name!r}")
+                    raise SpecError(
+                        f"state probe on {pb.population!r}: {pb.variable!r} is not "
+                        f"a state variable of {model.name!r}"
+                    )
                 if pb.indices is not None and any(
-                        i < 0 or i >= pops[pb.population].size for i in pb.indices):
+                    i < 0 or i >= pops[pb.population].size for i in pb.indices
+                ):
                     raise SpecError(f"state probe on {pb.population!r}: index out of range")
 
     def population(self, name: str) -> Population:
