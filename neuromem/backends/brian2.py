@@ -42,12 +42,11 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..codegen import cache_dir
 from ..equations import Printer, Statement
 from ..errors import SpecError
 from ..lower import PHASES, PopulationProgram, ProjectionProgram
@@ -56,16 +55,6 @@ from .base import Simulation
 _FUNCS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "abs": "abs", "clip": "clip"}
 
 _COMPILE_ARGS = ["-w", "-O2", "-fno-fast-math", "-ffp-contract=off"]
-
-
-def cache_dir() -> Path:
-    """Where Brian2's compiled Cython extensions are kept (``NEUROMEM_CACHE`` or ~/.cache)."""
-    root = os.environ.get("NEUROMEM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "neuromem"
-    )
-    d = Path(root) / "brian2"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 class _Brian2Printer(Printer):
@@ -188,7 +177,7 @@ class Brian2Simulation(Simulation):
             "codegen.target": target or self.target,
             "codegen.loop_invariant_optimisations": False,
             "codegen.cpp.extra_compile_args_gcc": _COMPILE_ARGS,
-            "codegen.runtime.cython.cache_dir": str(cache_dir()),
+            "codegen.runtime.cython.cache_dir": str(cache_dir("brian2")),
         }
         old = {k: prefs[k] for k in new}
         try:

@@ -12,11 +12,11 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..codegen import SourceWriter, cache_dir
 from ..equations import Printer, Statement
 from ..lower import PHASES, PlasticityProgram, PopulationProgram
 from .base import Simulation
@@ -46,37 +46,6 @@ def _clip(x, lo, hi):
 '''
 
 
-def cache_dir() -> Path:
-    """Where generated modules and numba's cache live (``NEUROMEM_CACHE`` or ~/.cache)."""
-    root = os.environ.get("NEUROMEM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "neuromem"
-    )
-    d = Path(root) / "numba"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-class _Code:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.depth = 0
-
-    def __call__(self, line: str) -> None:
-        self.lines.append("    " * self.depth + line)
-
-    def block(self):
-        code = self
-
-        class _B:
-            def __enter__(self):
-                code.depth += 1
-
-            def __exit__(self, *a):
-                code.depth -= 1
-
-        return _B()
-
-
 def _neuron_kernel(p: PopulationProgram, reset_mode: str) -> str:
     """Source of a kernel for one neuron model: integrate, threshold and reset all neurons.
 
@@ -103,7 +72,7 @@ def _neuron_kernel(p: PopulationProgram, reset_mode: str) -> str:
         *[f"in_{v}" for v in inputs],
         *[f"stride_{v}" for v in inputs],
     ]
-    c = _Code()
+    c = SourceWriter()
     c(f"@numba.njit(cache=True, nogil=True)\ndef kernel({', '.join(args)}):")
     with c.block():
         for v in inputs:
@@ -170,7 +139,7 @@ def _plasticity_kernel(pl: PlasticityProgram) -> str:
         *[f"c_{k}" for k in consts],
     ]
     sp = printer("i", "j")
-    c = _Code()
+    c = SourceWriter()
     c(f"@numba.njit(cache=True, nogil=True)\ndef kernel({', '.join(args)}):")
     with c.block():
         for traces, side in ((pl.pre_traces, "pre_spk"), (pl.post_traces, "post_spk")):
@@ -213,7 +182,7 @@ def _plasticity_kernel(pl: PlasticityProgram) -> str:
     return "\n".join(c.lines)
 
 
-def _assign(code: _Code, stmts: tuple[Statement, ...], pr: Printer) -> None:
+def _assign(code: SourceWriter, stmts: tuple[Statement, ...], pr: Printer) -> None:
     for s in stmts:
         code(f"{pr.name(s.target)} = {pr(s.value)}")
 
@@ -273,7 +242,7 @@ def generate(
 
     groups, where, src_lo, n_total = _layout(prog, prog.reset_mode, kernel)
     args: list[str] = ["n_steps", "t0", "buf_len", "spk", "rec", "src", "src_lo", "src_hi"]
-    c = _Code()
+    c = SourceWriter()
     deliver, neurons, plasticity, propagate, record = [], [], [], [], []
     for g in groups:
         p0 = g.populations[0]
@@ -357,7 +326,7 @@ def _load(source: str):
     name = _module_name(source)
     if name in sys.modules:
         return sys.modules[name]
-    directory = cache_dir()
+    directory = cache_dir("numba")
     path = directory / f"{name}.py"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

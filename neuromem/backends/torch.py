@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..codegen import SourceWriter
 from ..equations import Expression, Printer, Statement
 from ..errors import CapabilityError, SpecError
 from ..lower import PHASES, PopulationProgram, ProjectionProgram
@@ -83,18 +84,6 @@ class SpikeFunction(torch.autograd.Function):
 
 
 # ------------------------------------------------------------------------------ code generation
-class _Code:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.depth = 1
-
-    def __call__(self, line: str) -> None:
-        self.lines.append("    " * self.depth + line)
-
-    def indent(self, k: int) -> None:
-        self.depth += k
-
-
 class _Names:
     """Collects the constants and state entries the generated body reads (to load only those)."""
 
@@ -180,7 +169,7 @@ def generate(sim: TorchSimulation) -> str:
     assert prog.phases == PHASES, "lowering phases changed: update the torch generator"
     pops = prog.populations
     nm = _Names()
-    c = _Code()
+    c = SourceWriter(depth=1)
     c(f"slot = t % {prog.buffer_length()}")
     # ---- deliver
     for p in pops.values():
