@@ -37,7 +37,13 @@ PHASES = (
     "plasticity",  # traces decay; on_post (synapses), on_pre (synapses), then trace statements
     "propagate",  # spikes of step t (computed and source) -> ring-buffer slot t + delay
     "record",  # probes read spikes and state after reset
+    "spins",  # one sweep of every spin node (independent of the spiking part), then its probes
 )
+
+#: A low-rank coupling of rank K is used as such (O(K) per field) while K <= N * LOW_RANK_LIMIT;
+#: above, the dense matrix (O(N) per field) is cheaper.
+LOW_RANK_LIMIT = 0.25
+TIE_RULES = {"keep": 0, "up": 1, "random": 2}
 
 _FUNCS = {
     "exp": sympy.exp,
@@ -259,6 +265,7 @@ class Program:
     spike_probes: tuple[str, ...]
     state_probes: tuple[tuple[str, str, np.ndarray], ...]
     max_delay: int
+    spins: dict[str, SpinProgram] = field(default_factory=dict)
     phases: tuple[str, ...] = field(default=PHASES)
 
     def buffer_length(self) -> int:
@@ -384,6 +391,72 @@ def _lower_projection(
     )
 
 
+@dataclass
+class SpinProgram:
+    """A Glauber spin node, lowered. The field of spin i is, in this order of operations,
+    ``a_k = coef_k * (sum_j UT[j, k] sigma_j)``, ``h_i = sum_k UT[i, k] a_k - self_coef_i
+    sigma_i`` (``low_rank``) or ``h_i = sum_j J_ij sigma_j`` (``dense``)."""
+
+    name: str
+    size: int
+    beta: float
+    update: str
+    tie: int  # TIE_RULES code
+    seed: int
+    rng: str
+    initial: np.ndarray
+    field: str  # "low_rank" or "dense"
+    UT: np.ndarray | None  # (N, K), contiguous
+    coef: np.ndarray | None  # (K,)
+    self_coef: np.ndarray | None  # (N,)
+    J: np.ndarray | None  # (N, N)
+    overlap_patterns: tuple[np.ndarray, ...]  # per OverlapProbe, (K', N)
+    record_sigma: bool
+
+    def host_randoms(self, sweep: int, replica: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(order, uniforms) of one sweep under the ``host`` RNG policy."""
+        rng = np.random.default_rng([self.seed, replica, sweep])
+        order = rng.permutation(self.size) if self.update == "sequential" else None
+        return order, rng.random(self.size)
+
+
+def lower_spins(sp, probes) -> SpinProgram:
+    from .spec.spins import LowRankCouplings, OverlapProbe
+
+    c = sp.couplings
+    low_rank = isinstance(c, LowRankCouplings) and c.rank <= LOW_RANK_LIMIT * c.size
+    UT = coef = self_coef = J = None
+    if low_rank:
+        UT = np.ascontiguousarray(c.vectors.T)
+        coef = np.ascontiguousarray(c.weights * c.scale)
+        self_coef = (UT * UT) @ coef
+    else:
+        J = np.ascontiguousarray(c.dense())
+    patterns = tuple(
+        np.ascontiguousarray(pb.patterns)
+        for pb in probes
+        if isinstance(pb, OverlapProbe) and pb.spins == sp.name
+    )
+    record = any(isinstance(pb, StateProbe) and pb.population == sp.name for pb in probes)
+    return SpinProgram(
+        name=sp.name,
+        size=sp.size,
+        beta=sp.beta,
+        update=sp.update,
+        tie=TIE_RULES[sp.tie],
+        seed=sp.seed,
+        rng=sp.rng,
+        initial=np.array(sp.initial),
+        field="low_rank" if low_rank else "dense",
+        UT=UT,
+        coef=coef,
+        self_coef=self_coef,
+        J=J,
+        overlap_patterns=patterns,
+        record_sigma=record,
+    )
+
+
 def lower(net: Network) -> Program:
     """Lower a validated network to a :class:`Program`."""
     disc = net.discretization
@@ -402,9 +475,10 @@ def lower(net: Network) -> Program:
             raise SpecError(f"current input: two inputs drive {c.population}.{c.variable}")
         currents[key] = v
     max_delay = max([int(pr.delay.max()) for pr in net.projections if pr.delay.size] + [1])
+    spins = {sp.name: lower_spins(sp, net.probes) for sp in net.spins}
     state_probes = []
     for pb in net.probes:
-        if isinstance(pb, StateProbe):
+        if isinstance(pb, StateProbe) and pb.population not in spins:
             idx = (
                 np.arange(pops[pb.population].size)
                 if pb.indices is None
@@ -423,4 +497,5 @@ def lower(net: Network) -> Program:
         ),
         state_probes=tuple(state_probes),
         max_delay=max_delay,
+        spins=spins,
     )

@@ -34,7 +34,7 @@ REGISTRY: dict[str, tuple[str, str, frozenset[str]]] = {
     "numba": (
         "neuromem.backends.numba",
         "NumbaSimulation",
-        _COMMON | {"reset_mode:next_step", "device:cpu"},
+        _COMMON | {"reset_mode:next_step", "device:cpu", "spins"},
     ),
     "torch": (
         "neuromem.backends.torch",
@@ -47,6 +47,7 @@ REGISTRY: dict[str, tuple[str, str, frozenset[str]]] = {
             "autograd",
             "device:cpu",
             "device:cuda",
+            "spins",
         },
     ),
     "brian2": ("neuromem.backends.brian2", "Brian2Simulation", _COMMON | {"device:cpu"}),
@@ -74,6 +75,8 @@ def required_features(net: Network, **options: Any) -> set[str]:
         feats.add("current_input")
     if any(isinstance(pb, StateProbe) for pb in net.probes):
         feats.add("probe:state")
+    if net.spins:
+        feats.add("spins")
     if options.get("dtype") is not None:
         feats.add(f"dtype:{str(options['dtype']).replace('torch.', '')}")
     if options.get("device") is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
@@ -40,3 +43,153 @@ def record_spikes(rec, step, spk):
 def record_state(data, step, var, idx):
     for m in range(idx.shape[0]):
         data[step, m] = var[idx[m]]
+
+
+# ------------------------------------------------------------------ Glauber spins
+@numba.njit(cache=True, nogil=True, inline="always")
+def glauber_decide(h, beta, u, tie, s):
+    """New spin from field h: zero noise (beta = inf) with a tie rule, else heat bath."""
+    if beta == math.inf:
+        if h > 0.0:
+            return 1.0
+        if h < 0.0:
+            return -1.0
+        if tie == 0:
+            return s
+        if tie == 1:
+            return 1.0
+        return 1.0 if u < 0.5 else -1.0
+    return 1.0 if u < 0.5 * (1.0 + math.tanh(beta * h)) else -1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def spin_dots(sigma, UT, dots):
+    """dots_k = sum_j UT[j, k] sigma_j (exact for integer-valued couplings)."""
+    n, k = UT.shape
+    for m in range(k):
+        dots[m] = 0.0
+    for j in range(n):
+        for m in range(k):
+            dots[m] += UT[j, m] * sigma[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def spin_sweep_low_rank(sigma, UT, coef, self_coef, dots, order, u, beta, tie, synchronous):
+    """One sweep with the O(K) field; ``dots`` must hold the current overlaps."""
+    n, k = UT.shape
+    a = np.empty(k)
+    for m in range(k):
+        a[m] = coef[m] * dots[m]
+    if synchronous:
+        new = np.empty(n)
+        for i in range(n):
+            h = 0.0
+            for m in range(k):
+                h += UT[i, m] * a[m]
+            h -= self_coef[i] * sigma[i]
+            new[i] = glauber_decide(h, beta, u[i], tie, sigma[i])
+        for i in range(n):
+            sigma[i] = new[i]
+        spin_dots(sigma, UT, dots)
+        return
+    for p in range(n):
+        i = order[p]
+        h = 0.0
+        for m in range(k):
+            h += UT[i, m] * a[m]
+        h -= self_coef[i] * sigma[i]
+        s = glauber_decide(h, beta, u[p], tie, sigma[i])
+        if s != sigma[i]:
+            step = s - sigma[i]
+            for m in range(k):
+                dots[m] += UT[i, m] * step
+                a[m] = coef[m] * dots[m]
+            sigma[i] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def spin_sweep_dense(sigma, J, order, u, beta, tie, synchronous):
+    """One sweep with the O(N) field of a dense coupling matrix."""
+    n = sigma.shape[0]
+    if synchronous:
+        new = np.empty(n)
+        for i in range(n):
+            h = 0.0
+            for j in range(n):
+                h += J[i, j] * sigma[j]
+            new[i] = glauber_decide(h, beta, u[i], tie, sigma[i])
+        for i in range(n):
+            sigma[i] = new[i]
+        return
+    for p in range(n):
+        i = order[p]
+        h = 0.0
+        for j in range(n):
+            h += J[i, j] * sigma[j]
+        sigma[i] = glauber_decide(h, beta, u[p], tie, sigma[i])
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mix64(x):
+    """splitmix64's finaliser: a counter-based generator (value of counter x)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True)
+def _sweep_randoms(key, n, order, u, need_u):
+    """A uniformly random order (Fisher-Yates) and, if needed, n uniforms in [0, 1)."""
+    for i in range(n):
+        order[i] = i
+    c = key
+    for p in range(n - 1, 0, -1):
+        c += _GOLDEN
+        j = np.int64(_mix64(c) % np.uint64(p + 1))
+        order[p], order[j] = order[j], order[p]
+    if need_u:
+        for p in range(n):
+            c += _GOLDEN
+            u[p] = np.float64(_mix64(c) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def spin_sweeps_own_rng(
+    sigma,
+    UT,
+    coef,
+    self_coef,
+    dots,
+    J,
+    low_rank,
+    beta,
+    tie,
+    synchronous,
+    seed,
+    t0,
+    n_sweeps,
+    patterns,
+    overlaps,
+):
+    """``n_sweeps`` sweeps with numba's own counter-based generator keyed by (seed, sweep), so
+    chunked runs agree; uniforms are drawn only where they matter (finite beta or random ties).
+    Records ``patterns @ sigma / N`` after every sweep."""
+    n = sigma.shape[0]
+    order = np.empty(n, np.int64)
+    u = np.zeros(n)
+    need_u = beta != math.inf or tie == 2
+    for t in range(n_sweeps):
+        key = _mix64(np.uint64(seed) * _GOLDEN + np.uint64(t0 + t) + np.uint64(1))
+        _sweep_randoms(key, n, order, u, need_u)
+        if low_rank:
+            spin_sweep_low_rank(sigma, UT, coef, self_coef, dots, order, u, beta, tie, synchronous)
+        else:
+            spin_sweep_dense(sigma, J, order, u, beta, tie, synchronous)
+        for q in range(patterns.shape[0]):
+            acc = 0.0
+            for i in range(n):
+                acc += patterns[q, i] * sigma[i]
+            overlaps[t, q] = acc / n

@@ -58,6 +58,7 @@ class Simulation:
         self.program: Program = lower(net)
         self.probes = Probes()
         self.t = 0
+        self._spin_nodes: list = []  # backends that run spins fill this (see backends/spins.py)
 
     # --------------------------------------------------------------- input assembly
     def _spike_inputs(self, steps: int, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -154,6 +155,8 @@ class Simulation:
                 spikes, state = self._run(
                     n, self._spike_inputs(n, sub), self._current_inputs(n, sub)
                 )
+                for node in self._spin_nodes:
+                    state.update(node.run(n, self.t))
                 self.t += n
                 result.append(spikes, state)
                 done += n
@@ -170,6 +173,8 @@ class Simulation:
         """Back to the initial state at t = 0 (weights included); recorded probes are cleared."""
         self.probes = Probes()
         self.t = 0
+        for node in self._spin_nodes:
+            node.reset()
         self._reset()
 
     def _reset(self) -> None:

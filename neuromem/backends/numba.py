@@ -20,6 +20,7 @@ from ..codegen import SourceWriter, cache_dir
 from ..equations import Printer, Statement
 from ..lower import PHASES, PlasticityProgram, PopulationProgram
 from .base import Simulation
+from .spins import NumbaSpins
 
 _FUNCS = {
     "exp": "math.exp",
@@ -360,6 +361,7 @@ class NumbaSimulation(Simulation):
         for kernel_source in kernels.values():
             _load(kernel_source)
         self._fn = _load(self.source).run
+        self._spin_nodes = [NumbaSpins(sp) for sp in self.program.spins.values()]
         self._reset()
 
     def _reset(self) -> None:

@@ -36,6 +36,7 @@ from ..equations import Expression, Printer, Statement
 from ..errors import CapabilityError, SpecError
 from ..lower import PHASES, PopulationProgram, ProjectionProgram
 from .base import Simulation
+from .spins import TorchSpins
 
 _FUNCS = {
     "exp": "_exp",
@@ -367,6 +368,10 @@ class TorchSimulation(Simulation, nn.Module):
         exec(compile(self.source, f"<neuromem torch step {self.program.name}>", "exec"), self._ns)
         self._step: Callable[..., None] = self._ns["step"]
         self._K = self._constants()
+        self._spin_nodes = [
+            TorchSpins(sp, self.batch_size, self.device, self.dtype)
+            for sp in self.program.spins.values()
+        ]
         self._reset()
 
     # --------------------------------------------------------------- setup

@@ -15,8 +15,28 @@ from .network import (
     SpikeProbe,
     StateProbe,
 )
+from .spins import (
+    DenseCouplings,
+    GlauberSpins,
+    LowRankCouplings,
+    OverlapProbe,
+    diluted_patterns,
+    hebbian_couplings,
+    noisy_examples,
+    supervised_couplings,
+    unsupervised_couplings,
+)
 
 __all__ = [
+    "DenseCouplings",
+    "GlauberSpins",
+    "LowRankCouplings",
+    "OverlapProbe",
+    "diluted_patterns",
+    "hebbian_couplings",
+    "noisy_examples",
+    "supervised_couplings",
+    "unsupervised_couplings",
     "CurrentInput",
     "Discretization",
     "Network",

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import SpecError
 from .models import NeuronModel, PlasticityRule
+from .spins import GlauberSpins, OverlapProbe
 
 Scalar = float | int
 ArrayLike = Any
@@ -361,15 +362,19 @@ class Network:
     discretization : Discretization
     populations, projections : sequence
     currents : sequence of CurrentInput
-    probes : sequence of SpikeProbe / StateProbe
+    probes : sequence of SpikeProbe / StateProbe / OverlapProbe
+    spins : sequence of GlauberSpins
+        Spin nodes; one network step is one sweep of each (they do not interact with the
+        spiking populations).
     """
 
     name: str
     discretization: Discretization
-    populations: tuple[Population, ...]
+    populations: tuple[Population, ...] = ()
     projections: tuple[Projection, ...] = ()
     currents: tuple[CurrentInput, ...] = ()
-    probes: tuple[SpikeProbe | StateProbe, ...] = ()
+    probes: tuple[SpikeProbe | StateProbe | OverlapProbe, ...] = ()
+    spins: tuple[GlauberSpins, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.discretization, Discretization):
@@ -377,7 +382,7 @@ class Network:
                 f"network {self.name!r}: a Discretization is required (dt, "
                 "integrator, reset mode, delay semantics, RNG policy)"
             )
-        for k in ("populations", "projections", "currents", "probes"):
+        for k in ("populations", "projections", "currents", "probes", "spins"):
             object.__setattr__(self, k, tuple(getattr(self, k)))
         pops: dict[str, Population] = {}
         for p in self.populations:
@@ -424,7 +429,29 @@ class Network:
                     f"current input to {p.name!r}: size mismatch, {c.values.shape[-1]}"
                     f" columns for {p.size} neurons"
                 )
+        spins: dict[str, GlauberSpins] = {}
+        for sp in self.spins:
+            if not isinstance(sp, GlauberSpins):
+                raise SpecError(f"network {self.name!r}: {sp!r} is not a GlauberSpins node")
+            if sp.name in spins or sp.name in pops or sp.name in names:
+                raise SpecError(f"network {self.name!r}: name {sp.name!r} used twice")
+            spins[sp.name] = sp
         for pb in self.probes:
+            if isinstance(pb, OverlapProbe):
+                if pb.spins not in spins:
+                    raise SpecError(f"overlap probe: undefined spin node {pb.spins!r}")
+                if pb.patterns.shape[1] != spins[pb.spins].size:
+                    raise SpecError(
+                        f"overlap probe on {pb.spins!r}: size mismatch, patterns have "
+                        f"{pb.patterns.shape[1]} columns for {spins[pb.spins].size} spins"
+                    )
+                continue
+            if isinstance(pb, StateProbe) and pb.population in spins:
+                if pb.variable != "sigma":
+                    raise SpecError(
+                        f"state probe on spins {pb.population!r}: the only variable is 'sigma'"
+                    )
+                continue
             if pb.population not in pops:
                 raise SpecError(f"probe: undefined population {pb.population!r}")
             if isinstance(pb, StateProbe):

@@ -1,0 +1,212 @@
+"""Glauber spin nodes on the numba and torch backends (one sweep per network step).
+
+Both follow :class:`neuromem.lower.SpinProgram`: the same field formula in the same order of
+operations and, under the ``host`` RNG policy, the same order and uniform numbers per sweep, so
+their trajectories agree (bit-identical in synchronous mode at float64 for integer-valued
+couplings).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..lower import SpinProgram
+from . import _numba_kernels as K
+
+
+def _stack(patterns: tuple[np.ndarray, ...], n: int) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate(patterns) if patterns else np.zeros((0, n)))
+
+
+def _records(prog: SpinProgram, overlaps: np.ndarray, sigma: np.ndarray | None) -> dict:
+    """Probe results: ``<name>.m`` (and ``.m1``, ...) per overlap probe, ``<name>.sigma``."""
+    out, lo = {}, 0
+    for q, pat in enumerate(prog.overlap_patterns):
+        out[f"{prog.name}.m" + (str(q) if q else "")] = overlaps[..., lo : lo + pat.shape[0]]
+        lo += pat.shape[0]
+    if sigma is not None:
+        out[f"{prog.name}.sigma"] = sigma
+    return out
+
+
+class NumbaSpins:
+    """One spin node on the CPU (float64)."""
+
+    def __init__(self, prog: SpinProgram) -> None:
+        self.prog = prog
+        self.patterns = _stack(prog.overlap_patterns, prog.size)
+        self.reset()
+
+    def reset(self) -> None:
+        p = self.prog
+        self.sigma = p.initial.copy()
+        self.dots = np.zeros(0 if p.UT is None else p.UT.shape[1])
+        if p.UT is not None:
+            K.spin_dots(self.sigma, p.UT, self.dots)
+
+    def run(self, steps: int, t0: int) -> dict[str, np.ndarray]:
+        p = self.prog
+        overlaps = np.zeros((steps, self.patterns.shape[0]))
+        sigmas = np.zeros((steps, p.size)) if p.record_sigma else None
+        low_rank = p.field == "low_rank"
+        UT = p.UT if low_rank else np.zeros((1, 1))
+        coef = p.coef if low_rank else np.zeros(1)
+        self_coef = p.self_coef if low_rank else np.zeros(1)
+        J = p.J if not low_rank else np.zeros((1, 1))
+        sync = p.update == "synchronous"
+        if p.rng == "backend" and sigmas is None:
+            K.spin_sweeps_own_rng(
+                self.sigma,
+                UT,
+                coef,
+                self_coef,
+                self.dots,
+                J,
+                low_rank,
+                p.beta,
+                p.tie,
+                sync,
+                p.seed,
+                t0,
+                steps,
+                self.patterns,
+                overlaps,
+            )
+            return _records(p, overlaps, None)
+        for t in range(steps):
+            if p.rng == "backend":
+                K.spin_sweeps_own_rng(
+                    self.sigma,
+                    UT,
+                    coef,
+                    self_coef,
+                    self.dots,
+                    J,
+                    low_rank,
+                    p.beta,
+                    p.tie,
+                    sync,
+                    p.seed,
+                    t0 + t,
+                    1,
+                    self.patterns,
+                    overlaps[t : t + 1],
+                )
+            else:
+                order, u = p.host_randoms(t0 + t)
+                order = np.zeros(1, np.int64) if order is None else order
+                if low_rank:
+                    K.spin_sweep_low_rank(
+                        self.sigma, UT, coef, self_coef, self.dots, order, u, p.beta, p.tie, sync
+                    )
+                else:
+                    K.spin_sweep_dense(self.sigma, J, order, u, p.beta, p.tie, sync)
+                overlaps[t] = self.patterns @ self.sigma / p.size
+            if sigmas is not None:
+                sigmas[t] = self.sigma
+        return _records(p, overlaps, sigmas)
+
+
+class TorchSpins:
+    """One spin node as a batch of independent replicas (B, N) on a torch device."""
+
+    def __init__(self, prog: SpinProgram, batch: int, device, dtype) -> None:
+        import torch
+
+        self.torch, self.prog, self.batch = torch, prog, batch
+        self.device, self.dtype = device, dtype
+
+        def t(x):
+            return None if x is None else torch.as_tensor(x, dtype=dtype, device=device)
+
+        self.UT, self.coef, self.self_coef, self.J = (
+            t(prog.UT),
+            t(prog.coef),
+            t(prog.self_coef),
+            t(prog.J),
+        )
+        self.patterns = t(_stack(prog.overlap_patterns, prog.size))
+        self.reset()
+
+    def reset(self) -> None:
+        self.sigma = self.torch.as_tensor(
+            self.prog.initial, dtype=self.dtype, device=self.device
+        ).repeat(self.batch, 1)
+
+    def _decide(self, h, u, s):
+        torch, p = self.torch, self.prog
+        if math.isinf(p.beta):
+            tie = (
+                s
+                if p.tie == 0
+                else torch.ones_like(s)
+                if p.tie == 1
+                else torch.where(u < 0.5, 1.0, -1.0).to(s.dtype)
+            )
+            return torch.where(h > 0, 1.0, torch.where(h < 0, -1.0, tie)).to(s.dtype)
+        return torch.where(u < 0.5 * (1.0 + torch.tanh(p.beta * h)), 1.0, -1.0).to(s.dtype)
+
+    def _field(self, sigma):
+        """Fields (B, N) in SpinProgram's order of operations."""
+        if self.prog.field == "dense":
+            return sigma @ self.J.T
+        a = (sigma @ self.UT) * self.coef  # (B, K); integer dots are exact in any order
+        h = self.torch.zeros_like(sigma)
+        for k in range(a.shape[1]):  # k ascending, as numba
+            h = h + self.UT[:, k] * a[:, k : k + 1]
+        return h - self.self_coef * sigma
+
+    def _uniforms(self, t0: int):
+        p, torch = self.prog, self.torch
+        if p.rng == "host":
+            draws = [p.host_randoms(t0, b) for b in range(self.batch)]
+            order = [d[0] for d in draws]
+            u = torch.as_tensor(
+                np.stack([d[1] for d in draws]), dtype=self.dtype, device=self.device
+            )
+            return order, u
+        g = torch.Generator(device=self.device).manual_seed(p.seed * 1000003 + t0)
+        u = torch.rand((self.batch, p.size), generator=g, device=self.device, dtype=self.dtype)
+        order = [
+            torch.randperm(p.size, generator=g, device=self.device).cpu().numpy()
+            for _ in range(self.batch)
+        ]
+        return order, u
+
+    def run(self, steps: int, t0: int) -> dict[str, np.ndarray]:
+        p, torch = self.prog, self.torch
+        overlaps, sigmas = [], []
+        rows = torch.arange(self.batch, device=self.device)
+        for t in range(steps):
+            order, u = self._uniforms(t0 + t)
+            if p.update == "synchronous":
+                self.sigma = self._decide(self._field(self.sigma), u, self.sigma)
+            else:
+                # replica b visits spin order[b][q] at position q; one position at a time
+                idx = torch.as_tensor(np.stack(order), device=self.device)
+                for q in range(p.size):
+                    i = idx[:, q]
+                    s = self.sigma[rows, i]
+                    if p.field == "dense":
+                        h = (self.J[i] * self.sigma).sum(dim=1)
+                    else:
+                        a = (self.sigma @ self.UT) * self.coef
+                        h = (self.UT[i] * a).sum(dim=1) - self.self_coef[i] * s
+                    self.sigma[rows, i] = self._decide(h, u[:, q], s)
+            overlaps.append(self.sigma @ self.patterns.T / p.size)
+            if p.record_sigma:
+                sigmas.append(self.sigma.clone())
+
+        def np_(xs, width):
+            if not xs:
+                return np.zeros((0, self.batch, width))
+            a = torch.stack(xs).cpu().numpy()
+            return a[:, 0] if self.batch == 1 else a
+
+        return _records(
+            p,
+            np_(overlaps, self.patterns.shape[0]),
+            np_(sigmas, p.size) if p.record_sigma else None,
+        )
