@@ -393,9 +393,14 @@ def _lower_projection(
 
 @dataclass
 class SpinProgram:
-    """A Glauber spin node, lowered. The field of spin i is, in this order of operations,
-    ``a_k = coef_k * (sum_j UT[j, k] sigma_j)``, ``h_i = sum_k UT[i, k] a_k - self_coef_i
-    sigma_i`` (``low_rank``) or ``h_i = sum_j J_ij sigma_j`` (``dense``)."""
+    """A Glauber spin node, lowered. The field of spin i is, in this order of operations:
+
+    - ``low_rank_int`` (integer coupling vectors, one weight c): ``S_i = sum_k UT[i, k] *
+      sum_j UT[j, k] sigma_j`` exactly in integers, ``h_i = c * S_i - self_coef_i * sigma_i``;
+    - ``low_rank``: ``a_k = coef_k * (sum_j UT[j, k] sigma_j)``, ``h_i = sum_k UT[i, k] a_k
+      - self_coef_i sigma_i`` (k ascending);
+    - ``dense``: ``h_i = sum_j J_ij sigma_j``.
+    """
 
     name: str
     size: int
@@ -405,7 +410,7 @@ class SpinProgram:
     seed: int
     rng: str
     initial: np.ndarray
-    field: str  # "low_rank" or "dense"
+    field: str  # "low_rank_int", "low_rank" or "dense"
     UT: np.ndarray | None  # (N, K), contiguous
     coef: np.ndarray | None  # (K,)
     self_coef: np.ndarray | None  # (N,)
@@ -426,10 +431,18 @@ def lower_spins(sp, probes) -> SpinProgram:
     c = sp.couplings
     low_rank = isinstance(c, LowRankCouplings) and c.rank <= LOW_RANK_LIMIT * c.size
     UT = coef = self_coef = J = None
+    field_kind = "dense"
     if low_rank:
         UT = np.ascontiguousarray(c.vectors.T)
         coef = np.ascontiguousarray(c.weights * c.scale)
         self_coef = (UT * UT) @ coef
+        # integer path: int8 vectors, int32 overlaps and fields (|S_i| <= K N max|u|^2)
+        integer = (
+            np.all(UT == np.round(UT))
+            and np.abs(UT).max() <= 127
+            and UT.shape[1] * c.size * np.abs(UT).max() ** 2 < 2**31
+        )
+        field_kind = "low_rank_int" if integer and np.all(coef == coef[0]) else "low_rank"
     else:
         J = np.ascontiguousarray(c.dense())
     patterns = tuple(
@@ -447,7 +460,7 @@ def lower_spins(sp, probes) -> SpinProgram:
         seed=sp.seed,
         rng=sp.rng,
         initial=np.array(sp.initial),
-        field="low_rank" if low_rank else "dense",
+        field=field_kind,
         UT=UT,
         coef=coef,
         self_coef=self_coef,

@@ -59,7 +59,8 @@ def glauber_decide(h, beta, u, tie, s):
         if tie == 1:
             return 1.0
         return 1.0 if u < 0.5 else -1.0
-    return 1.0 if u < 0.5 * (1.0 + math.tanh(beta * h)) else -1.0
+    # (1 + tanh(beta h)) / 2 written as the logistic function: one exp instead of a tanh
+    return 1.0 if u < 1.0 / (1.0 + math.exp(-2.0 * beta * h)) else -1.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -108,6 +109,49 @@ def spin_sweep_low_rank(sigma, UT, coef, self_coef, dots, order, u, beta, tie, s
 
 
 @numba.njit(cache=True, nogil=True)
+def spin_dots_int(sigma, UT8, dots):
+    """Integer overlaps dots_k = sum_j UT8[j, k] sigma_j (exact; int32, see LOW_RANK_INT_MAX)."""
+    n, k = UT8.shape
+    for m in range(k):
+        dots[m] = 0
+    for j in range(n):
+        sj = np.int32(sigma[j])
+        for m in range(k):
+            dots[m] += np.int32(UT8[j, m]) * sj
+
+
+@numba.njit(cache=True, nogil=True)
+def spin_sweep_low_rank_int(sigma, UT8, c, self_coef, dots, order, u, beta, tie, synchronous):
+    """One sweep for integer couplings with one weight c: h_i = c * S_i - self_coef_i sigma_i,
+    S_i = sum_k UT8[i, k] dots_k computed exactly in integers (any order gives the same)."""
+    n, k = UT8.shape
+    if synchronous:
+        new = np.empty(n)
+        for i in range(n):
+            acc = np.int32(0)
+            for m in range(k):
+                acc += np.int32(UT8[i, m]) * dots[m]
+            h = c * np.float64(acc) - self_coef[i] * sigma[i]
+            new[i] = glauber_decide(h, beta, u[i], tie, sigma[i])
+        for i in range(n):
+            sigma[i] = new[i]
+        spin_dots_int(sigma, UT8, dots)
+        return
+    for p in range(n):
+        i = order[p]
+        acc = np.int32(0)
+        for m in range(k):
+            acc += np.int32(UT8[i, m]) * dots[m]
+        h = c * np.float64(acc) - self_coef[i] * sigma[i]
+        s = glauber_decide(h, beta, u[p], tie, sigma[i])
+        if s != sigma[i]:
+            step = np.int32(s - sigma[i])
+            for m in range(k):
+                dots[m] += np.int32(UT8[i, m]) * step
+            sigma[i] = s
+
+
+@numba.njit(cache=True, nogil=True)
 def spin_sweep_dense(sigma, J, order, u, beta, tie, synchronous):
     """One sweep with the O(N) field of a dense coupling matrix."""
     n = sigma.shape[0]
@@ -148,7 +192,8 @@ def _sweep_randoms(key, n, order, u, need_u):
     c = key
     for p in range(n - 1, 0, -1):
         c += _GOLDEN
-        j = np.int64(_mix64(c) % np.uint64(p + 1))
+        # Lemire's multiply-shift: an unbiased-enough index in [0, p] without a division
+        j = np.int64(((_mix64(c) >> np.uint64(32)) * np.uint64(p + 1)) >> np.uint64(32))
         order[p], order[j] = order[j], order[p]
     if need_u:
         for p in range(n):
@@ -163,8 +208,11 @@ def spin_sweeps_own_rng(
     coef,
     self_coef,
     dots,
+    UT8,
+    c,
+    dots_int,
     J,
-    low_rank,
+    mode,
     beta,
     tie,
     synchronous,
@@ -173,10 +221,12 @@ def spin_sweeps_own_rng(
     n_sweeps,
     patterns,
     overlaps,
+    probe_from_dots,
 ):
     """``n_sweeps`` sweeps with numba's own counter-based generator keyed by (seed, sweep), so
     chunked runs agree; uniforms are drawn only where they matter (finite beta or random ties).
-    Records ``patterns @ sigma / N`` after every sweep."""
+    ``mode``: 0 float low rank, 1 integer low rank, 2 dense. Records ``patterns @ sigma / N``
+    after every sweep."""
     n = sigma.shape[0]
     order = np.empty(n, np.int64)
     u = np.zeros(n)
@@ -184,10 +234,18 @@ def spin_sweeps_own_rng(
     for t in range(n_sweeps):
         key = _mix64(np.uint64(seed) * _GOLDEN + np.uint64(t0 + t) + np.uint64(1))
         _sweep_randoms(key, n, order, u, need_u)
-        if low_rank:
+        if mode == 1:
+            spin_sweep_low_rank_int(
+                sigma, UT8, c, self_coef, dots_int, order, u, beta, tie, synchronous
+            )
+        elif mode == 0:
             spin_sweep_low_rank(sigma, UT, coef, self_coef, dots, order, u, beta, tie, synchronous)
         else:
             spin_sweep_dense(sigma, J, order, u, beta, tie, synchronous)
+        if probe_from_dots:  # the probed patterns are the coupling vectors: O(K), exact
+            for q in range(dots_int.shape[0]):
+                overlaps[t, q] = dots_int[q] / n
+            continue
         for q in range(patterns.shape[0]):
             acc = 0.0
             for i in range(n):

@@ -32,77 +32,106 @@ def _records(prog: SpinProgram, overlaps: np.ndarray, sigma: np.ndarray | None) 
 
 
 class NumbaSpins:
-    """One spin node on the CPU (float64)."""
+    """One spin node on the CPU (float64 spins; integer overlaps on the ``low_rank_int`` path)."""
+
+    _MODES = {"low_rank": 0, "low_rank_int": 1, "dense": 2}
 
     def __init__(self, prog: SpinProgram) -> None:
         self.prog = prog
+        self.mode = self._MODES[prog.field]
         self.patterns = _stack(prog.overlap_patterns, prog.size)
+        dummy2, dummy1 = np.zeros((1, 1)), np.zeros(1)
+        self.UT = prog.UT if self.mode == 0 else dummy2
+        self.coef = prog.coef if self.mode == 0 else dummy1
+        self.UT8 = prog.UT.astype(np.int8) if self.mode == 1 else np.zeros((1, 1), np.int8)
+        self.c = float(prog.coef[0]) if self.mode == 1 else 0.0
+        self.self_coef = prog.self_coef if self.mode < 2 else dummy1
+        self.J = prog.J if self.mode == 2 else dummy2
+        # archetype probes on Hebbian couplings read the maintained integer overlaps
+        self.probe_from_dots = self.mode == 1 and np.array_equal(self.patterns, prog.UT.T)
         self.reset()
 
     def reset(self) -> None:
         p = self.prog
         self.sigma = p.initial.copy()
-        self.dots = np.zeros(0 if p.UT is None else p.UT.shape[1])
-        if p.UT is not None:
-            K.spin_dots(self.sigma, p.UT, self.dots)
+        k = 1 if p.UT is None else p.UT.shape[1]
+        self.dots = np.zeros(k)
+        self.dots_int = np.zeros(k, np.int32)
+        if self.mode == 0:
+            K.spin_dots(self.sigma, self.UT, self.dots)
+        elif self.mode == 1:
+            K.spin_dots_int(self.sigma, self.UT8, self.dots_int)
+
+    def _sweeps_own_rng(self, t0: int, n: int, overlaps: np.ndarray) -> None:
+        p = self.prog
+        K.spin_sweeps_own_rng(
+            self.sigma,
+            self.UT,
+            self.coef,
+            self.self_coef,
+            self.dots,
+            self.UT8,
+            self.c,
+            self.dots_int,
+            self.J,
+            self.mode,
+            p.beta,
+            p.tie,
+            p.update == "synchronous",
+            p.seed,
+            t0,
+            n,
+            self.patterns,
+            overlaps,
+            self.probe_from_dots,
+        )
+
+    def _sweep_host(self, t: int) -> None:
+        p = self.prog
+        sync = p.update == "synchronous"
+        order, u = p.host_randoms(t)
+        order = np.zeros(1, np.int64) if order is None else order
+        if self.mode == 1:
+            K.spin_sweep_low_rank_int(
+                self.sigma,
+                self.UT8,
+                self.c,
+                self.self_coef,
+                self.dots_int,
+                order,
+                u,
+                p.beta,
+                p.tie,
+                sync,
+            )
+        elif self.mode == 0:
+            K.spin_sweep_low_rank(
+                self.sigma,
+                self.UT,
+                self.coef,
+                self.self_coef,
+                self.dots,
+                order,
+                u,
+                p.beta,
+                p.tie,
+                sync,
+            )
+        else:
+            K.spin_sweep_dense(self.sigma, self.J, order, u, p.beta, p.tie, sync)
 
     def run(self, steps: int, t0: int) -> dict[str, np.ndarray]:
         p = self.prog
         overlaps = np.zeros((steps, self.patterns.shape[0]))
         sigmas = np.zeros((steps, p.size)) if p.record_sigma else None
-        low_rank = p.field == "low_rank"
-        UT = p.UT if low_rank else np.zeros((1, 1))
-        coef = p.coef if low_rank else np.zeros(1)
-        self_coef = p.self_coef if low_rank else np.zeros(1)
-        J = p.J if not low_rank else np.zeros((1, 1))
-        sync = p.update == "synchronous"
         if p.rng == "backend" and sigmas is None:
-            K.spin_sweeps_own_rng(
-                self.sigma,
-                UT,
-                coef,
-                self_coef,
-                self.dots,
-                J,
-                low_rank,
-                p.beta,
-                p.tie,
-                sync,
-                p.seed,
-                t0,
-                steps,
-                self.patterns,
-                overlaps,
-            )
+            self._sweeps_own_rng(t0, steps, overlaps)
             return _records(p, overlaps, None)
         for t in range(steps):
             if p.rng == "backend":
-                K.spin_sweeps_own_rng(
-                    self.sigma,
-                    UT,
-                    coef,
-                    self_coef,
-                    self.dots,
-                    J,
-                    low_rank,
-                    p.beta,
-                    p.tie,
-                    sync,
-                    p.seed,
-                    t0 + t,
-                    1,
-                    self.patterns,
-                    overlaps[t : t + 1],
-                )
+                self._sweeps_own_rng(t0 + t, 1, overlaps[t : t + 1])
             else:
-                order, u = p.host_randoms(t0 + t)
-                order = np.zeros(1, np.int64) if order is None else order
-                if low_rank:
-                    K.spin_sweep_low_rank(
-                        self.sigma, UT, coef, self_coef, self.dots, order, u, p.beta, p.tie, sync
-                    )
-                else:
-                    K.spin_sweep_dense(self.sigma, J, order, u, p.beta, p.tie, sync)
+                self._sweep_host(t0 + t)
                 overlaps[t] = self.patterns @ self.sigma / p.size
             if sigmas is not None:
                 sigmas[t] = self.sigma
@@ -146,12 +175,17 @@ class TorchSpins:
                 else torch.where(u < 0.5, 1.0, -1.0).to(s.dtype)
             )
             return torch.where(h > 0, 1.0, torch.where(h < 0, -1.0, tie)).to(s.dtype)
-        return torch.where(u < 0.5 * (1.0 + torch.tanh(p.beta * h)), 1.0, -1.0).to(s.dtype)
+        p_up = 1.0 / (1.0 + torch.exp(-2.0 * p.beta * h))  # = (1 + tanh(beta h)) / 2, as numba
+        return torch.where(u < p_up, 1.0, -1.0).to(s.dtype)
 
     def _field(self, sigma):
         """Fields (B, N) in SpinProgram's order of operations."""
         if self.prog.field == "dense":
             return sigma @ self.J.T
+        if self.prog.field == "low_rank_int":
+            # integer sums are exact in float64 whatever the summation order
+            s = (sigma @ self.UT) @ self.UT.T
+            return self.coef[0] * s - self.self_coef * sigma
         a = (sigma @ self.UT) * self.coef  # (B, K); integer dots are exact in any order
         h = self.torch.zeros_like(sigma)
         for k in range(a.shape[1]):  # k ascending, as numba
@@ -191,6 +225,9 @@ class TorchSpins:
                     s = self.sigma[rows, i]
                     if p.field == "dense":
                         h = (self.J[i] * self.sigma).sum(dim=1)
+                    elif p.field == "low_rank_int":
+                        dots = self.sigma @ self.UT
+                        h = self.coef[0] * (self.UT[i] * dots).sum(dim=1) - self.self_coef[i] * s
                     else:
                         a = (self.sigma @ self.UT) * self.coef
                         h = (self.UT[i] * a).sum(dim=1) - self.self_coef[i] * s
