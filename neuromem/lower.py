@@ -443,6 +443,8 @@ def lower_spins(sp, probes) -> SpinProgram:
             and UT.shape[1] * c.size * np.abs(UT).max() ** 2 < 2**31
         )
         field_kind = "low_rank_int" if integer and np.all(coef == coef[0]) else "low_rank"
+        if field_kind == "low_rank_int":  # c * (exact integer sum), the kernels' order
+            self_coef = coef[0] * (UT * UT).sum(axis=1)
     else:
         J = np.ascontiguousarray(c.dense())
     patterns = tuple(

@@ -140,9 +140,13 @@ def spin_sweep_low_rank_int(sigma, UT8, c, self_coef, dots, order, u, beta, tie,
     for p in range(n):
         i = order[p]
         acc = np.int32(0)
+        sq = np.int32(0)
         for m in range(k):
-            acc += np.int32(UT8[i, m]) * dots[m]
-        h = c * np.float64(acc) - self_coef[i] * sigma[i]
+            um = np.int32(UT8[i, m])
+            acc += um * dots[m]
+            sq += um * um
+        # self term c * sum_k u_ik^2 from the row already in hand (equals self_coef[i])
+        h = c * np.float64(acc) - (c * np.float64(sq)) * sigma[i]
         s = glauber_decide(h, beta, u[p], tie, sigma[i])
         if s != sigma[i]:
             step = np.int32(s - sigma[i])
@@ -185,20 +189,19 @@ def _mix64(x):
 
 
 @numba.njit(cache=True, nogil=True)
-def _sweep_randoms(key, n, order, u, need_u):
-    """A uniformly random order (Fisher-Yates) and, if needed, n uniforms in [0, 1)."""
+def _sweep_randoms(key, n, order, u):
+    """A uniformly random order (Fisher-Yates) and n uniforms in [0, 1) with 32-bit resolution,
+    from one 64-bit draw per position: the high half picks the swap, the low half is u."""
     for i in range(n):
         order[i] = i
     c = key
-    for p in range(n - 1, 0, -1):
+    for p in range(n - 1, -1, -1):
         c += _GOLDEN
-        # Lemire's multiply-shift: an unbiased-enough index in [0, p] without a division
-        j = np.int64(((_mix64(c) >> np.uint64(32)) * np.uint64(p + 1)) >> np.uint64(32))
+        v = _mix64(c)
+        # Lemire's multiply-shift: an index in [0, p] without a division
+        j = np.int64(((v >> np.uint64(32)) * np.uint64(p + 1)) >> np.uint64(32))
         order[p], order[j] = order[j], order[p]
-    if need_u:
-        for p in range(n):
-            c += _GOLDEN
-            u[p] = np.float64(_mix64(c) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+        u[p] = np.float64(v & np.uint64(0xFFFFFFFF)) * (1.0 / 4294967296.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -224,16 +227,15 @@ def spin_sweeps_own_rng(
     probe_from_dots,
 ):
     """``n_sweeps`` sweeps with numba's own counter-based generator keyed by (seed, sweep), so
-    chunked runs agree; uniforms are drawn only where they matter (finite beta or random ties).
+    chunked runs agree.
     ``mode``: 0 float low rank, 1 integer low rank, 2 dense. Records ``patterns @ sigma / N``
     after every sweep."""
     n = sigma.shape[0]
     order = np.empty(n, np.int64)
     u = np.zeros(n)
-    need_u = beta != math.inf or tie == 2
     for t in range(n_sweeps):
         key = _mix64(np.uint64(seed) * _GOLDEN + np.uint64(t0 + t) + np.uint64(1))
-        _sweep_randoms(key, n, order, u, need_u)
+        _sweep_randoms(key, n, order, u)
         if mode == 1:
             spin_sweep_low_rank_int(
                 sigma, UT8, c, self_coef, dots_int, order, u, beta, tie, synchronous

@@ -29,6 +29,7 @@ from .network import (
     SpikeProbe,
     StateProbe,
 )
+from .spins import DenseCouplings, GlauberSpins, LowRankCouplings, OverlapProbe
 
 FORMAT = "neuromem-network"
 VERSION = 1
@@ -84,6 +85,7 @@ def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "projections": [],
         "currents": [],
         "probes": [],
+        "spins": [],
     }
     for p in net.populations:
         doc["models"].setdefault(p.model.name, p.model.to_dict())
@@ -130,9 +132,41 @@ def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                 "values": arrays.put(f"current.{i}", c.values),
             }
         )
-    for pb in net.probes:
+    for sp in net.spins:
+        k = f"spins.{sp.name}"
+        c = sp.couplings
+        if isinstance(c, LowRankCouplings):
+            couplings = {
+                "type": "low_rank",
+                "vectors": arrays.put(k + ".vectors", c.vectors),
+                "weights": arrays.put(k + ".weights", c.weights),
+                "scale": c.scale,
+            }
+        else:
+            couplings = {"type": "dense", "matrix": arrays.put(k + ".matrix", c.matrix)}
+        doc["spins"].append(
+            {
+                "name": sp.name,
+                "couplings": couplings,
+                "beta": sp.beta,
+                "initial": arrays.put(k + ".initial", sp.initial),
+                "update": sp.update,
+                "tie": sp.tie,
+                "seed": sp.seed,
+                "rng": sp.rng,
+            }
+        )
+    for i, pb in enumerate(net.probes):
         if isinstance(pb, SpikeProbe):
             doc["probes"].append({"type": "spikes", "population": pb.population})
+        elif isinstance(pb, OverlapProbe):
+            doc["probes"].append(
+                {
+                    "type": "overlap",
+                    "spins": pb.spins,
+                    "patterns": arrays.put(f"probe.{i}.patterns", pb.patterns),
+                }
+            )
         else:
             doc["probes"].append(
                 {
@@ -201,6 +235,8 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
     probes = [
         SpikeProbe(pb["population"])
         if pb["type"] == "spikes"
+        else OverlapProbe(pb["spins"], arr(pb["patterns"]))
+        if pb["type"] == "overlap"
         else StateProbe(
             pb["population"],
             pb["variable"],
@@ -208,6 +244,26 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
         )
         for pb in doc["probes"]
     ]
+    spins = []
+    for sp in doc.get("spins", []):
+        c = sp["couplings"]
+        couplings = (
+            LowRankCouplings(arr(c["vectors"]), arr(c["weights"]), c["scale"])
+            if c["type"] == "low_rank"
+            else DenseCouplings(arr(c["matrix"]))
+        )
+        spins.append(
+            GlauberSpins(
+                sp["name"],
+                couplings,
+                sp["beta"],
+                arr(sp["initial"]),
+                sp["update"],
+                sp["tie"],
+                sp["seed"],
+                sp["rng"],
+            )
+        )
     return Network(
         doc["name"],
         Discretization(**doc["discretization"]),
@@ -215,6 +271,7 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
         tuple(projs),
         tuple(currents),
         tuple(probes),
+        tuple(spins),
     )
 
 
