@@ -50,17 +50,17 @@ def record_state(data, step, var, idx):
 def glauber_decide(h, beta, u, tie, s):
     """New spin from field h: zero noise (beta = inf) with a tie rule, else heat bath."""
     if beta == math.inf:
-        if h > 0.0:
-            return 1.0
-        if h < 0.0:
-            return -1.0
-        if tie == 0:
-            return s
-        if tie == 1:
-            return 1.0
-        return 1.0 if u < 0.5 else -1.0
+        # sign(h) without a data-dependent branch (random-order sweeps defeat the predictor)
+        v = np.float64(h > 0.0) - np.float64(h < 0.0)
+        if v == 0.0:
+            if tie == 0:
+                return s
+            if tie == 1:
+                return 1.0
+            return 1.0 if u < 0.5 else -1.0
+        return v
     # (1 + tanh(beta h)) / 2 written as the logistic function: one exp instead of a tanh
-    return 1.0 if u < 1.0 / (1.0 + math.exp(-2.0 * beta * h)) else -1.0
+    return 2.0 * np.float64(u < 1.0 / (1.0 + math.exp(-2.0 * beta * h))) - 1.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -140,13 +140,9 @@ def spin_sweep_low_rank_int(sigma, UT8, c, self_coef, dots, order, u, beta, tie,
     for p in range(n):
         i = order[p]
         acc = np.int32(0)
-        sq = np.int32(0)
         for m in range(k):
-            um = np.int32(UT8[i, m])
-            acc += um * dots[m]
-            sq += um * um
-        # self term c * sum_k u_ik^2 from the row already in hand (equals self_coef[i])
-        h = c * np.float64(acc) - (c * np.float64(sq)) * sigma[i]
+            acc += np.int32(UT8[i, m]) * dots[m]
+        h = c * np.float64(acc) - self_coef[i] * sigma[i]
         s = glauber_decide(h, beta, u[p], tie, sigma[i])
         if s != sigma[i]:
             step = np.int32(s - sigma[i])
@@ -245,7 +241,7 @@ def spin_sweeps_own_rng(
         else:
             spin_sweep_dense(sigma, J, order, u, beta, tie, synchronous)
         if probe_from_dots:  # the probed patterns are the coupling vectors: O(K), exact
-            for q in range(dots_int.shape[0]):
+            for q in range(patterns.shape[0]):
                 overlaps[t, q] = dots_int[q] / n
             continue
         for q in range(patterns.shape[0]):

@@ -31,6 +31,16 @@ def _records(prog: SpinProgram, overlaps: np.ndarray, sigma: np.ndarray | None) 
     return out
 
 
+def _int8_rows(UT: np.ndarray) -> np.ndarray:
+    """int8 copy of the coupling vectors (N, K); for K > 8 padded with zero columns to a multiple
+    of 16 so that each row is one SIMD vector (zero columns add exact zeros to every sum)."""
+    n, k = UT.shape
+    width = k if k <= 8 else -(-k // 16) * 16
+    out = np.zeros((n, width), np.int8)
+    out[:, :k] = UT
+    return out
+
+
 class NumbaSpins:
     """One spin node on the CPU (float64 spins; integer overlaps on the ``low_rank_int`` path)."""
 
@@ -43,7 +53,7 @@ class NumbaSpins:
         dummy2, dummy1 = np.zeros((1, 1)), np.zeros(1)
         self.UT = prog.UT if self.mode == 0 else dummy2
         self.coef = prog.coef if self.mode == 0 else dummy1
-        self.UT8 = prog.UT.astype(np.int8) if self.mode == 1 else np.zeros((1, 1), np.int8)
+        self.UT8 = _int8_rows(prog.UT) if self.mode == 1 else np.zeros((1, 1), np.int8)
         self.c = float(prog.coef[0]) if self.mode == 1 else 0.0
         self.self_coef = prog.self_coef if self.mode < 2 else dummy1
         self.J = prog.J if self.mode == 2 else dummy2
@@ -56,7 +66,7 @@ class NumbaSpins:
         self.sigma = p.initial.copy()
         k = 1 if p.UT is None else p.UT.shape[1]
         self.dots = np.zeros(k)
-        self.dots_int = np.zeros(k, np.int32)
+        self.dots_int = np.zeros(self.UT8.shape[1], np.int32)
         if self.mode == 0:
             K.spin_dots(self.sigma, self.UT, self.dots)
         elif self.mode == 1:
