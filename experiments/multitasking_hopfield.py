@@ -12,7 +12,7 @@ Ricci-Tersenghi, JSTAT 2023, arXiv 2308.04106) on the numba backend:
     host RNG, sequential statistics over seeds).
 
 Writes ``experiments/results/multitasking_hopfield.json``, ``multitasking_hopfield.png`` and
-``multitasking_hopfield_learning.png``.
+``multitasking_hopfield_learning.png`` (``--quick``: ``multitasking_hopfield_quick*``, not kept).
 """
 
 from __future__ import annotations
@@ -681,10 +681,12 @@ def run(
         res["acceptance_note"] = (
             "quick setting: N = 4,000 and 2 seeds; the 0.01 tolerances are meant for N = 20,000"
         )
-    with open(out / "multitasking_hopfield.json", "w") as fh:
+    # the quick setting never overwrites the full results
+    stem = "multitasking_hopfield_quick" if quick else "multitasking_hopfield"
+    with open(out / f"{stem}.json", "w") as fh:
         json.dump(res, fh, indent=1)
-    _figure(res, out / "multitasking_hopfield.png")
-    _learning_figure(res, out / "multitasking_hopfield_learning.png")
+    _figure(res, out / f"{stem}.png")
+    _learning_figure(res, out / f"{stem}_learning.png")
     return {
         "all_acceptance_pass": res["all_acceptance_pass"],
         "acceptance": acceptance,
