@@ -18,9 +18,16 @@ from .errors import DataError
 
 #: Relative path -> SHA-256 of the file as published.
 _CA3 = "ca3/exp1_learn_recall_forget.json", "ca3/exp2_stress_testbench.json"
+_ELM = "elm/num_memory_1_", "elm/num_memory_20_"
 CHECKSUMS = {
     _CA3[0]: "0d1cc1d7636013e86f3eb4f385bd0b7079546559021cbf7f708e090f74b3f702",
     _CA3[1]: "452e0835267ed3fdafec5bbac691d8bcba359a28cd9d25980c950b3093444e44",
+    _ELM[0] + "config.json": "c2f300b6c65564c0776a59d509b4d68489233db7ca1720443ca5231348523cfc",
+    _ELM[0] + "golden.npz": "94c576ea0e8f5daebd9cba58b5c5e3d23f21fe92c14ef87f56408ce253c2f4eb",
+    _ELM[0] + "weights.npz": "7d8796329b46fe234d0baba18fbd189800baa8da90d373ffed34099ce6abe77e",
+    _ELM[1] + "config.json": "958a2393d87880c5061dfdfa915caaa8aaa53e004410a86e7ad3a24dda9bc3cb",
+    _ELM[1] + "golden.npz": "416829640d62d8a0c582da024da896a427fb786979222bd7e3409635bb25ec65",
+    _ELM[1] + "weights.npz": "55dd8803bb8f26834841a32a0cbc5af21968014bd330f8a56d86156494b97b2f",
 }
 
 
