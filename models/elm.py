@@ -8,9 +8,9 @@ Equations, conventions and measured agreement: docs/models/elm.md; the implement
     >>> y = neuron(spikes)                                    # (B, T, 1278) -> (B, T, 2)
     >>> neuron.parameter_count()                              # 8002
 
-Not yet done (follow-ups): the ELM as a population / operator node of the network spec (so that
-``neuromem.compile`` can place it in a network), an SHD data loader, the synthetic memory task,
-and the experiments (training, NeuronIO/SHD evaluation). This module only runs given models.
+In a network, the same neuron is an operator node of the spec: ``neuromem.spec.ELMNode(name,
+params, input=<population>)``, compiled to numba or torch and read with ``StateProbe(name, "y")``
+(tests/test_elm_node.py). Saving networks with ELM nodes is not supported yet.
 """
 
 from __future__ import annotations

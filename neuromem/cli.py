@@ -27,6 +27,7 @@ def load_experiment(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"neuromem_experiment_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
     spec.loader.exec_module(module)
     for attr in ("DESCRIPTION", "run"):
         if not hasattr(module, attr):

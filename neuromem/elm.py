@@ -298,13 +298,22 @@ def init_parameters(
 # ---------------------------------------------------------------------------------------------
 
 
-def decay_scan(v: torch.Tensor, log_decay: torch.Tensor, chunk: int) -> torch.Tensor:
-    """``s_t = exp(log_decay) * s_{t-1} + v_t`` for all t at once (``s_{-1} = 0``).
+def decay_scan(
+    v: torch.Tensor, log_decay: torch.Tensor, chunk: int, initial: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``s_t = exp(log_decay) * s_{t-1} + v_t`` for all t at once (``s_{-1} = initial`` or 0,
+    shape (B, G, K)).
 
     ``v`` is time-major (T, B, G, K); ``log_decay`` (G,) <= 0. Chunks of ``chunk`` steps are
     a causal convolution with the exact kernel ``exp(k * log_decay)`` (one batched matmul);
     the state is carried between chunks (T / chunk sequential steps). No factor exceeds 1.
     """
+    if initial is not None:  # a linear recursion: the start state adds its own decay
+        T = v.shape[0]
+        ramp0 = torch.exp(
+            torch.arange(1, T + 1, device=v.device, dtype=v.dtype)[:, None] * log_decay[None, :]
+        )[:, None, :, None]
+        return decay_scan(v, log_decay, chunk) + ramp0 * initial[None]
     T, B, G, K = v.shape
     L = max(1, min(chunk, T))
     n = -(-T // L)
@@ -388,8 +397,9 @@ class ELMTorch(nn.Module):
     def parameter_count(self) -> int:
         return sum(t.numel() for t in self.parameters() if t.requires_grad)
 
-    def branch_input(self, xt: torch.Tensor) -> torch.Tensor:
-        """Branch sums b_t (T, B, num_branch) for time-major input xt (T, B, num_input)."""
+    def branch_input(self, xt: torch.Tensor, trace: torch.Tensor | None = None):
+        """Branch sums b_t (T, B, num_branch) for time-major input xt (T, B, num_input), and the
+        final trace state (B, channels, 1 or num_branch) to continue from (``trace``)."""
         T, B, _ = xt.shape
         ws = self.w_s * self._mask
         if self.grouped:
@@ -398,19 +408,23 @@ class ELMTorch(nn.Module):
                 (self._ri, self._col), ws, accumulate=True
             )
             v = (xt.reshape(T * B, -1) @ W).reshape(T, B, self.n_groups, self.num_branch)
-            return decay_scan(v, self._log_decay_s, self.chunk).sum(2)
+            s = decay_scan(v, self._log_decay_s, self.chunk, trace)
+            return s.sum(2), s[-1]
         v = (xt[..., self._ri] * ws).unsqueeze(-1)  # (T, B, S, 1)
-        s = decay_scan(v, self._log_decay_s, self.chunk)
-        return s.reshape(T, B, self.num_branch, -1).sum(-1)
+        s = decay_scan(v, self._log_decay_s, self.chunk, trace)
+        return s.reshape(T, B, self.num_branch, -1).sum(-1), s[-1]
 
-    def forward(self, x: torch.Tensor, return_memory: bool = False):
+    def forward(self, x: torch.Tensor, return_memory: bool = False, state=None):
+        """y (B, T, n_out) [and memory (B, T, d_m)]. With ``state`` (from ``self.last_state``
+        of an earlier call, or None for rest) the call continues that run exactly."""
         if x.dim() != 3 or x.shape[-1] != self.num_input:
             raise ValueError(f"input must be (batch, T, {self.num_input}), got {tuple(x.shape)}")
         x = x.to(dtype=self.w_s.dtype, device=self.w_s.device)
         xt = x.transpose(0, 1)  # (T, B, N), time-major
         T, B, _ = xt.shape
         nb = self.num_branch
-        b = self.branch_input(xt)  # (T, B, nb)
+        trace0, m0 = (None, None) if state is None else state
+        b, trace = self.branch_input(xt, trace0)  # (T, B, nb)
         km = torch.exp(-self.dt * torch.exp(-self.log_tau_m))  # (d_m,)
         # Hoisted out of the loop: the branch part of the first layer for all steps, the decay
         # folded into the memory part of the first layer, the tanh slope and gain folded into
@@ -422,7 +436,7 @@ class ELMTorch(nn.Module):
         b1 = _TANH_SLOPE * self.mlp_b1
         gain = self.lambda_value * _TANH_GAIN * (1.0 - km)
         act = torch.relu if self.activation == "relu" else nn.functional.silu
-        m = x.new_zeros(B, km.shape[0])
+        m = x.new_zeros(B, km.shape[0]) if m0 is None else m0
         ms = []
         for pre_t in pre.unbind(0):
             h = act(torch.addmm(pre_t, m, w0m))
@@ -430,6 +444,7 @@ class ELMTorch(nn.Module):
             m = torch.addcmul(km * m, gain, dm)
             ms.append(m)
         mem = torch.stack(ms, 1)  # (B, T, d_m)
+        self.last_state = (trace, m)
         y = mem @ self.w_y.t() + self.b_y
         return (y, mem) if return_memory else y
 
@@ -440,7 +455,8 @@ class ELMTorch(nn.Module):
 
 
 @numba.njit(cache=True, nogil=True)
-def _elm_numba_kernel(x, ri, mask, w_s, ks, spb, km, w0, b0, w1, b1, silu, lam, wy, by):
+def _elm_numba_kernel(x, ri, mask, w_s, ks, spb, km, w0, b0, w1, b1, silu, lam, wy, by, S0, M0):
+    """S0 (B, S) and M0 (B, d_m): the traces and memory to start from; updated in place."""
     B, T, _ = x.shape
     S = ri.size
     nb = S // spb
@@ -448,13 +464,11 @@ def _elm_numba_kernel(x, ri, mask, w_s, ks, spb, km, w0, b0, w1, b1, silu, lam, 
     H = b0.size
     n_out = by.size
     out = np.empty((B, T, n_out))
-    s = np.empty(S)
-    m = np.empty(d_m)
     inp = np.empty(nb + d_m)
     h = np.empty(H)
     for bi in range(B):
-        s[:] = 0.0
-        m[:] = 0.0
+        s = S0[bi]
+        m = M0[bi]
         for t in range(T):
             for br in range(nb):
                 acc = 0.0
@@ -489,8 +503,13 @@ def _elm_numba_kernel(x, ri, mask, w_s, ks, spb, km, w0, b0, w1, b1, silu, lam, 
     return out
 
 
-def elm_forward_numba(params: ELMParameters, spikes: np.ndarray) -> np.ndarray:
-    """Float64 inference: spikes (B, T, num_input) (or (T, num_input)) -> y (B, T, n_out)."""
+def elm_forward_numba(
+    params: ELMParameters, spikes: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """Float64 inference: spikes (B, T, num_input) (or (T, num_input)) -> y (B, T, n_out).
+
+    ``state``: (traces (B, S), memory (B, d_m)) to start from, updated in place so that a later
+    call continues the run; None starts from rest."""
     p = params
     x = np.asarray(spikes, dtype=np.float64)
     squeeze = x.ndim == 2
@@ -498,6 +517,8 @@ def elm_forward_numba(params: ELMParameters, spikes: np.ndarray) -> np.ndarray:
         x = x[None]
     if x.ndim != 3 or x.shape[-1] != p.num_input:
         raise ValueError(f"spikes must be (batch, T, {p.num_input}), got {x.shape}")
+    if state is None:
+        state = (np.zeros((x.shape[0], p.num_synapse)), np.zeros((x.shape[0], p.d_m)))
     y = _elm_numba_kernel(
         np.ascontiguousarray(x),
         p.routing_index,
@@ -514,5 +535,7 @@ def elm_forward_numba(params: ELMParameters, spikes: np.ndarray) -> np.ndarray:
         p.lambda_value,
         p.w_y,
         p.b_y,
+        state[0],
+        state[1],
     )
     return y[0] if squeeze else y

@@ -38,6 +38,7 @@ PHASES = (
     "propagate",  # spikes of step t (computed and source) -> ring-buffer slot t + delay
     "record",  # probes read spikes and state after reset
     "spins",  # one sweep of every spin node (independent of the spiking part), then its probes
+    "operators",  # operator nodes (ELM) read this step's spikes of their input population
 )
 
 #: A low-rank coupling of rank K is used as such (O(K) per field) while K <= N * LOW_RANK_LIMIT;
@@ -266,6 +267,7 @@ class Program:
     state_probes: tuple[tuple[str, str, np.ndarray], ...]
     max_delay: int
     spins: dict[str, SpinProgram] = field(default_factory=dict)
+    operators: dict = field(default_factory=dict)  # name -> spec operator node (ELMNode)
     phases: tuple[str, ...] = field(default=PHASES)
 
     def buffer_length(self) -> int:
@@ -493,7 +495,11 @@ def lower(net: Network) -> Program:
     spins = {sp.name: lower_spins(sp, net.probes) for sp in net.spins}
     state_probes = []
     for pb in net.probes:
-        if isinstance(pb, StateProbe) and pb.population not in spins:
+        if (
+            isinstance(pb, StateProbe)
+            and pb.population not in spins
+            and pb.population not in {op.name for op in net.operators}
+        ):
             idx = (
                 np.arange(pops[pb.population].size)
                 if pb.indices is None
@@ -507,10 +513,15 @@ def lower(net: Network) -> Program:
         populations=pops,
         projections=projs,
         currents=currents,
+        # an operator's input population is recorded too: the operator reads its spikes
         spike_probes=tuple(
-            dict.fromkeys(pb.population for pb in net.probes if isinstance(pb, SpikeProbe))
+            dict.fromkeys(
+                [pb.population for pb in net.probes if isinstance(pb, SpikeProbe)]
+                + [op.input for op in net.operators]
+            )
         ),
         state_probes=tuple(state_probes),
         max_delay=max_delay,
         spins=spins,
+        operators={op.name: op for op in net.operators},
     )

@@ -34,7 +34,7 @@ REGISTRY: dict[str, tuple[str, str, frozenset[str]]] = {
     "numba": (
         "neuromem.backends.numba",
         "NumbaSimulation",
-        _COMMON | {"reset_mode:next_step", "device:cpu", "spins"},
+        _COMMON | {"reset_mode:next_step", "device:cpu", "spins", "operator:elm"},
     ),
     "torch": (
         "neuromem.backends.torch",
@@ -48,6 +48,7 @@ REGISTRY: dict[str, tuple[str, str, frozenset[str]]] = {
             "device:cpu",
             "device:cuda",
             "spins",
+            "operator:elm",
         },
     ),
     "brian2": ("neuromem.backends.brian2", "Brian2Simulation", _COMMON | {"device:cpu"}),
@@ -77,6 +78,8 @@ def required_features(net: Network, **options: Any) -> set[str]:
         feats.add("probe:state")
     if net.spins:
         feats.add("spins")
+    if net.operators:
+        feats.add("operator:elm")
     if options.get("dtype") is not None:
         feats.add(f"dtype:{str(options['dtype']).replace('torch.', '')}")
     if options.get("device") is not None:

@@ -59,6 +59,7 @@ class Simulation:
         self.probes = Probes()
         self.t = 0
         self._spin_nodes: list = []  # backends that run spins fill this (see backends/spins.py)
+        self._operators: dict = {}  # name -> engine (backends/operators.py)
 
     # --------------------------------------------------------------- input assembly
     def _spike_inputs(self, steps: int, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -157,6 +158,9 @@ class Simulation:
                 )
                 for node in self._spin_nodes:
                     state.update(node.run(n, self.t))
+                for name, engine in self._operators.items():
+                    op = self.program.operators[name]
+                    state[f"{name}.y"] = engine.run(spikes[op.input])
                 self.t += n
                 result.append(spikes, state)
                 done += n
@@ -173,7 +177,7 @@ class Simulation:
         """Back to the initial state at t = 0 (weights included); recorded probes are cleared."""
         self.probes = Probes()
         self.t = 0
-        for node in self._spin_nodes:
+        for node in (*self._spin_nodes, *self._operators.values()):
             node.reset()
         self._reset()
 

@@ -20,6 +20,7 @@ from ..codegen import SourceWriter, cache_dir
 from ..equations import Printer, Statement
 from ..lower import PHASES, PlasticityProgram, PopulationProgram
 from .base import Simulation
+from .operators import NumbaELM
 from .spins import NumbaSpins
 
 _FUNCS = {
@@ -362,6 +363,7 @@ class NumbaSimulation(Simulation):
             _load(kernel_source)
         self._fn = _load(self.source).run
         self._spin_nodes = [NumbaSpins(sp) for sp in self.program.spins.values()]
+        self._operators = {n: NumbaELM(op) for n, op in self.program.operators.items()}
         self._reset()
 
     def _reset(self) -> None:

@@ -36,6 +36,7 @@ from ..equations import Expression, Printer, Statement
 from ..errors import CapabilityError, SpecError
 from ..lower import PHASES, PopulationProgram, ProjectionProgram
 from .base import Simulation
+from .operators import TorchELM
 from .spins import TorchSpins
 
 _FUNCS = {
@@ -372,6 +373,10 @@ class TorchSimulation(Simulation, nn.Module):
             TorchSpins(sp, self.batch_size, self.device, self.dtype)
             for sp in self.program.spins.values()
         ]
+        self._operators = {
+            n: TorchELM(op, self.batch_size, self.device, self.dtype)
+            for n, op in self.program.operators.items()
+        }
         self._reset()
 
     # --------------------------------------------------------------- setup

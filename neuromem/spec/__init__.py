@@ -15,6 +15,7 @@ from .network import (
     SpikeProbe,
     StateProbe,
 )
+from .operators import ELMNode
 from .spins import (
     DenseCouplings,
     GlauberSpins,
@@ -28,6 +29,7 @@ from .spins import (
 )
 
 __all__ = [
+    "ELMNode",
     "DenseCouplings",
     "GlauberSpins",
     "LowRankCouplings",

@@ -66,6 +66,12 @@ def _stimulus_to_dict(s, key: str, arrays: _Arrays) -> dict[str, Any] | None:
 
 def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON document and the arrays of a network."""
+    if net.operators:
+        raise SpecError(
+            f"save: network {net.name!r} has operator nodes "
+            f"({', '.join(op.name for op in net.operators)}); saving ELM nodes is not "
+            "supported yet (save their parameters with numpy instead)"
+        )
     arrays = _Arrays()
     d = net.discretization
     doc: dict[str, Any] = {

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import SpecError
 from .models import NeuronModel, PlasticityRule
+from .operators import ELMNode
 from .spins import GlauberSpins, OverlapProbe
 
 Scalar = float | int
@@ -366,6 +367,8 @@ class Network:
     spins : sequence of GlauberSpins
         Spin nodes; one network step is one sweep of each (they do not interact with the
         spiking populations).
+    operators : sequence of ELMNode
+        Operator nodes reading the spikes of a population (no outgoing projections).
     """
 
     name: str
@@ -375,6 +378,7 @@ class Network:
     currents: tuple[CurrentInput, ...] = ()
     probes: tuple[SpikeProbe | StateProbe | OverlapProbe, ...] = ()
     spins: tuple[GlauberSpins, ...] = ()
+    operators: tuple[ELMNode, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.discretization, Discretization):
@@ -382,7 +386,7 @@ class Network:
                 f"network {self.name!r}: a Discretization is required (dt, "
                 "integrator, reset mode, delay semantics, RNG policy)"
             )
-        for k in ("populations", "projections", "currents", "probes", "spins"):
+        for k in ("populations", "projections", "currents", "probes", "spins", "operators"):
             object.__setattr__(self, k, tuple(getattr(self, k)))
         pops: dict[str, Population] = {}
         for p in self.populations:
@@ -436,7 +440,25 @@ class Network:
             if sp.name in spins or sp.name in pops or sp.name in names:
                 raise SpecError(f"network {self.name!r}: name {sp.name!r} used twice")
             spins[sp.name] = sp
+        ops: dict[str, ELMNode] = {}
+        for op in self.operators:
+            if not isinstance(op, ELMNode):
+                raise SpecError(f"network {self.name!r}: {op!r} is not an operator node")
+            if op.name in ops or op.name in spins or op.name in pops or op.name in names:
+                raise SpecError(f"network {self.name!r}: name {op.name!r} used twice")
+            if op.input not in pops:
+                raise SpecError(f"ELM node {op.name!r}: undefined input population {op.input!r}")
+            if pops[op.input].size != op.params.num_input:
+                raise SpecError(
+                    f"ELM node {op.name!r}: size mismatch, input population {op.input!r} has "
+                    f"{pops[op.input].size} neurons, the ELM reads {op.params.num_input}"
+                )
+            ops[op.name] = op
         for pb in self.probes:
+            if isinstance(pb, StateProbe) and pb.population in ops:
+                if pb.variable != "y":
+                    raise SpecError(f"state probe on ELM node {pb.population!r}: only 'y'")
+                continue
             if isinstance(pb, OverlapProbe):
                 if pb.spins not in spins:
                     raise SpecError(f"overlap probe: undefined spin node {pb.spins!r}")

@@ -1,0 +1,82 @@
+"""ELM operator node in a spec network: same outputs as the standalone ELM, across run chunks,
+on numba and torch; validation; brian2 refuses it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import neuromem
+from neuromem.elm import elm_forward_numba, init_parameters, load_authors_model, load_golden
+from neuromem.errors import CapabilityError, SpecError
+from neuromem.spec import (
+    Discretization,
+    ELMNode,
+    Network,
+    Population,
+    SpikeArray,
+    StateProbe,
+    save,
+    spike_source,
+)
+
+
+def _net(params, raster, name="elm"):
+    src = Population(
+        "inp", params.num_input, spike_source(), stimulus=SpikeArray.from_raster(raster)
+    )
+    node = ELMNode(name, params, "inp")
+    return Network(
+        "elm_net",
+        Discretization(dt=1.0),
+        (src,),
+        operators=(node,),
+        probes=(StateProbe(name, "y"),),
+    )
+
+
+def _small(seed=0):
+    return init_parameters(
+        num_input=40, num_branch=4, num_synapse_per_branch=10, num_memory=5, seed=seed
+    )
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_node_equals_standalone_elm_across_chunks(backend):
+    p = _small()
+    raster = np.random.default_rng(1).random((120, p.num_input)) < 0.1
+    expected = elm_forward_numba(p, raster.astype(float))
+    sim = neuromem.compile(_net(p, raster), backend=backend)
+    y = np.concatenate([sim.run(50).state["elm.y"], sim.run(70).state["elm.y"]])
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+    sim.reset()
+    np.testing.assert_allclose(sim.run(120).state["elm.y"], y, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not os.environ.get("NEUROMEM_DATA"), reason="NEUROMEM_DATA is not set")
+def test_node_reproduces_the_authors_golden_output():
+    p = load_authors_model("num_memory_20")
+    x, y_golden = load_golden("num_memory_20")
+    sim = neuromem.compile(_net(p, x[0] > 0), backend="numba")
+    y = sim.run(x.shape[1]).state["elm.y"]
+    assert np.abs(y - y_golden[0]).max() <= 1e-4 * np.abs(y_golden[0]).max()
+
+
+def test_node_validation_and_capabilities(tmp_path):
+    p = _small()
+    raster = np.zeros((5, p.num_input), bool)
+    with pytest.raises(SpecError, match="size mismatch, input population 'inp' has 39"):
+        src = Population("inp", 39, spike_source())
+        Network("x", Discretization(1.0), (src,), operators=(ELMNode("elm", p, "inp"),))
+    with pytest.raises(SpecError, match="undefined input population 'nope'"):
+        Network("x", Discretization(1.0), operators=(ELMNode("elm", p, "nope"),))
+    with pytest.raises(SpecError, match="params must be neuromem.elm.ELMParameters"):
+        ELMNode("elm", {"d_m": 3}, "inp")
+    net = _net(p, raster)
+    with pytest.raises(CapabilityError, match="'operator:elm' \\(supported by: numba, torch\\)"):
+        neuromem.compile(net, backend="brian2")
+    with pytest.raises(SpecError, match="saving ELM nodes is not supported yet"):
+        save(net, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
