@@ -10,7 +10,7 @@ Equations, conventions and measured agreement: docs/models/elm.md; the implement
 
 In a network, the same neuron is an operator node of the spec: ``neuromem.spec.ELMNode(name,
 params, input=<population>)``, compiled to numba or torch and read with ``StateProbe(name, "y")``
-(tests/test_elm_node.py). Saving networks with ELM nodes is not supported yet.
+(tests/test_elm_node.py); such networks save and load like any other.
 """
 
 from __future__ import annotations

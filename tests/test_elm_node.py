@@ -18,6 +18,7 @@ from neuromem.spec import (
     Population,
     SpikeArray,
     StateProbe,
+    load,
     save,
     spike_source,
 )
@@ -64,7 +65,7 @@ def test_node_reproduces_the_authors_golden_output():
     assert np.abs(y - y_golden[0]).max() <= 1e-4 * np.abs(y_golden[0]).max()
 
 
-def test_node_validation_and_capabilities(tmp_path):
+def test_node_validation_and_capabilities():
     p = _small()
     raster = np.zeros((5, p.num_input), bool)
     with pytest.raises(SpecError, match="size mismatch, input population 'inp' has 39"):
@@ -77,6 +78,17 @@ def test_node_validation_and_capabilities(tmp_path):
     net = _net(p, raster)
     with pytest.raises(CapabilityError, match="'operator:elm' \\(supported by: numba, torch\\)"):
         neuromem.compile(net, backend="brian2")
-    with pytest.raises(SpecError, match="saving ELM nodes is not supported yet"):
-        save(net, tmp_path / "x")
-    assert not (tmp_path / "x").exists()
+
+
+def test_network_with_elm_node_saves_and_loads_bit_exactly(tmp_path):
+    p = _small(seed=3)
+    raster = np.random.default_rng(2).random((60, p.num_input)) < 0.1
+    net = _net(p, raster)
+    loaded = load(save(net, tmp_path / "x"))
+    q = loaded.operators[0].params
+    for name in ("routing_index", "routing_mask", "w_s", "tau_s", "tau_m", "mlp_w0", "w_y"):
+        np.testing.assert_array_equal(getattr(q, name), getattr(p, name))
+    assert (q.activation, q.lambda_value, q.dt) == (p.activation, p.lambda_value, p.dt)
+    a = neuromem.compile(net, backend="numba").run(60).state["elm.y"]
+    b = neuromem.compile(loaded, backend="numba").run(60).state["elm.y"]
+    np.testing.assert_array_equal(a, b)

@@ -29,6 +29,7 @@ from .network import (
     SpikeProbe,
     StateProbe,
 )
+from .operators import ELMNode
 from .spins import DenseCouplings, GlauberSpins, LowRankCouplings, OverlapProbe
 
 FORMAT = "neuromem-network"
@@ -64,14 +65,62 @@ def _stimulus_to_dict(s, key: str, arrays: _Arrays) -> dict[str, Any] | None:
     }
 
 
+_ELM_ARRAYS = (
+    "routing_index",
+    "routing_mask",
+    "w_s",
+    "tau_s",
+    "tau_m",
+    "mlp_w0",
+    "mlp_b0",
+    "mlp_w1",
+    "mlp_b1",
+    "w_y",
+    "b_y",
+)
+_ELM_SCALARS = (
+    "num_input",
+    "num_branch",
+    "num_synapse_per_branch",
+    "lambda_value",
+    "activation",
+    "learn_memory_tau",
+    "dt",
+)
+
+
+def _elm_to_dict(op: ELMNode, arrays: _Arrays) -> dict[str, Any]:
+    p = op.params
+    try:
+        json.dumps(p.meta)
+    except TypeError:
+        raise SpecError(
+            f"save: ELM node {op.name!r}: params.meta is not JSON-serialisable"
+        ) from None
+    k = f"op.{op.name}"
+    return {
+        "type": "elm",
+        "name": op.name,
+        "input": op.input,
+        "meta": p.meta,
+        "scalars": {n: getattr(p, n) for n in _ELM_SCALARS},
+        "arrays": {n: arrays.put(f"{k}.{n}", getattr(p, n)) for n in _ELM_ARRAYS},
+    }
+
+
+def _elm_from_dict(d: dict[str, Any], arr) -> ELMNode:
+    from ..elm import ELMParameters
+
+    if d.get("type") != "elm":
+        raise SpecError(f"load: unknown operator type {d.get('type')!r}")
+    params = ELMParameters(
+        **d["scalars"], **{n: arr(key) for n, key in d["arrays"].items()}, meta=d["meta"]
+    )
+    return ELMNode(d["name"], params, d["input"])
+
+
 def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON document and the arrays of a network."""
-    if net.operators:
-        raise SpecError(
-            f"save: network {net.name!r} has operator nodes "
-            f"({', '.join(op.name for op in net.operators)}); saving ELM nodes is not "
-            "supported yet (save their parameters with numpy instead)"
-        )
     arrays = _Arrays()
     d = net.discretization
     doc: dict[str, Any] = {
@@ -162,6 +211,7 @@ def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                 "rng": sp.rng,
             }
         )
+    doc["operators"] = [_elm_to_dict(op, arrays) for op in net.operators]
     for i, pb in enumerate(net.probes):
         if isinstance(pb, SpikeProbe):
             doc["probes"].append({"type": "spikes", "population": pb.population})
@@ -270,6 +320,7 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
                 sp["rng"],
             )
         )
+    operators = [_elm_from_dict(op, arr) for op in doc.get("operators", [])]
     return Network(
         doc["name"],
         Discretization(**doc["discretization"]),
@@ -278,6 +329,7 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
         tuple(currents),
         tuple(probes),
         tuple(spins),
+        tuple(operators),
     )
 
 
