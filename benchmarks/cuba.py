@@ -317,6 +317,18 @@ def _stats(times: list[float]) -> dict:
     }
 
 
+def _timed_full_runs(sim, repeats: int, budget_s: float) -> tuple[list[float], np.ndarray]:
+    """Wall times of ``repeats`` full runs from reset (fewer if over budget), last raster."""
+    times, raster = [], None
+    while len(times) < repeats:
+        sim.reset()
+        t = time.perf_counter()
+        raster = sim.run(STEPS).spikes["P"]
+        times.append(time.perf_counter() - t)
+        repeats = _budgeted(repeats, times[0], budget_s)
+    return times, raster
+
+
 def _rate_hz(counts: np.ndarray, n: int) -> float:
     return float(np.sum(counts)) / n / (STEPS * DT / 1000.0)
 
@@ -328,13 +340,7 @@ def _measure_numba(net, repeats: int, budget_s: float) -> tuple[dict, np.ndarray
     sim = neuromem.compile(net, backend="numba")
     sim.run(10)  # warm-up: loads or compiles the machine code
     warm = time.perf_counter() - t
-    times, raster = [], None
-    while len(times) < repeats:
-        sim.reset()
-        t = time.perf_counter()
-        raster = sim.run(STEPS).spikes["P"]
-        times.append(time.perf_counter() - t)
-        repeats = _budgeted(repeats, times[0], budget_s)
+    times, raster = _timed_full_runs(sim, repeats, budget_s)
     return {**_stats(times), "compile_and_warmup_s": warm}, raster, sim
 
 
@@ -552,13 +558,7 @@ def _measure_torch(net, dtype_name: str, repeats: int, budget_s: float) -> dict:
             f"cost, extrapolated to {STEPS} steps: a full run was estimated at {est:.0f} s "
             f"(> {budget_s:.0f} s budget)",
         }
-    times, raster = [], None
-    while len(times) < repeats:
-        sim.reset()
-        t = time.perf_counter()
-        raster = sim.run(STEPS).spikes["P"]
-        times.append(time.perf_counter() - t)
-        repeats = _budgeted(repeats, times[0], budget_s)
+    times, raster = _timed_full_runs(sim, repeats, budget_s)
     del sim
     return {**_stats(times), "compile_and_warmup_s": warm, "raster": raster}
 
