@@ -1,16 +1,22 @@
 """Make lava-nc 0.10.0 importable on Python 3.11 without editing site-packages.
 
-lava-nc 0.10.0 declares ``Requires-Python <3.11``. The one thing that breaks on 3.11 is in
-``lava/magma/compiler/var_model.py``: dataclass fields such as ``x: ByteEncoder =
-ByteEncoder()`` use an instance of an (unhashable, since ``eq=True``) dataclass as a default.
-Python 3.11 rejects every unhashable default (``ValueError: mutable default ... use
-default_factory``), so ``import lava.magma.compiler.compiler`` fails and nothing can run.
+lava-nc 0.10.0 declares ``Requires-Python <3.11``. :func:`install` puts a meta-path finder in
+front of ``sys.meta_path`` that patches the source of exactly two Lava modules when they are
+imported (bytecode caching is bypassed for them, so a cached ``.pyc`` of the unpatched source is
+never used; every other module loads normally):
 
-:func:`install` puts a meta-path finder in front of ``sys.meta_path`` that, for that one
-module only, loads the installed source, replaces ``= ByteEncoder()`` by
-``= _dc_field(default_factory=ByteEncoder)`` (each field then gets its own instance, which is
-what the default meant) and compiles the result. Bytecode caching is bypassed for that module so
-a cached ``.pyc`` of the unpatched source is never used. Every other module loads normally.
+1. ``lava/magma/compiler/var_model.py`` (Python 3.11): dataclass fields such as ``x: ByteEncoder
+   = ByteEncoder()`` use an instance of an (unhashable, since ``eq=True``) dataclass as a
+   default. Python 3.11 rejects every unhashable default (``ValueError: mutable default ...
+   use default_factory``), so ``import lava.magma.compiler.compiler`` fails and nothing runs.
+   Patch: ``= ByteEncoder()`` -> ``= _dc_field(default_factory=ByteEncoder)`` (each field gets
+   its own instance, which is what the default meant).
+2. ``lava/magma/runtime/message_infrastructure/multiprocessing.py`` calls
+   ``mp.set_start_method('fork')`` at import, which raises ``RuntimeError: context has already
+   been set`` in any process where the default context was already fixed (e.g. after a tqdm
+   progress bar or a neuromem numba run created a multiprocessing lock). Patch: set ``'fork'``
+   only when no start method is set yet; when one is set and is not ``'fork'`` (Lava's runtime
+   needs fork), raise ``RuntimeError`` naming it instead of changing another library's choice.
 
 numpy 2: the parts of Lava that :mod:`neuromem.hardware.lava` uses (LIF, Dense, DelayDense,
 RingBuffer source/sink, Monitor, the Python/CPU simulation runtime with both bit-accurate and
@@ -29,17 +35,34 @@ from types import ModuleType
 
 __all__ = ["install", "lava_available", "LAVA_IMPORT_ERROR"]
 
-_TARGET = "lava.magma.compiler.var_model"
-_OLD = "= ByteEncoder()"
-_NEW = "= _dc_field(default_factory=ByteEncoder)"
-_HEADER = "from dataclasses import field as _dc_field  # neuromem _lava_compat\n"
+_FUTURE = "from __future__ import annotations\n"
+#: module -> (header inserted after ``from __future__`` or at the top, [(old, new), ...])
+_PATCHES: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "lava.magma.compiler.var_model": (
+        "from dataclasses import field as _dc_field  # neuromem _lava_compat\n",
+        [("= ByteEncoder()", "= _dc_field(default_factory=ByteEncoder)")],
+    ),
+    "lava.magma.runtime.message_infrastructure.multiprocessing": (
+        "",
+        [
+            (
+                "    mp.set_start_method('fork')",
+                "    if mp.get_start_method(allow_none=True) is None:  # neuromem _lava_compat\n"
+                "        mp.set_start_method('fork')\n"
+                "    elif mp.get_start_method() != 'fork':\n"
+                "        raise RuntimeError('Lava needs the fork start method; this process '\n"
+                "                           f'uses {mp.get_start_method()!r}')",
+            )
+        ],
+    ),
+}
 
 
 class _PatchedSourceLoader(importlib.abc.Loader):
-    """Loads ``var_model`` from its file with the dataclass defaults rewritten."""
+    """Loads one Lava module from its file with the replacements of ``_PATCHES`` applied."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, fullname: str, path: str) -> None:
+        self.fullname, self.path = fullname, path
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return None  # default module creation
@@ -47,32 +70,31 @@ class _PatchedSourceLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         with open(self.path, encoding="utf-8") as fh:
             source = fh.read()
-        if _OLD not in source:
-            # A Lava version without the bug (or changed source): load it unmodified.
-            patched = source
-        else:
-            # Insert the import after ``from __future__`` (which must stay first).
-            future = "from __future__ import annotations\n"
-            body = source.replace(_OLD, _NEW)
-            if future in body:
-                patched = body.replace(future, future + _HEADER, 1)
-            else:
-                patched = _HEADER + body
+        header, replacements = _PATCHES[self.fullname]
+        patched = source
+        if any(old in source for old, _ in replacements):
+            for old, new in replacements:
+                patched = patched.replace(old, new)
+            if header and _FUTURE in patched:  # ``from __future__`` must stay first
+                patched = patched.replace(_FUTURE, _FUTURE + header, 1)
+            elif header:
+                patched = header + patched
+        # else: a Lava version without these bugs (or changed source): load it unmodified
         code = compile(patched, self.path, "exec", dont_inherit=True)
         exec(code, module.__dict__)  # noqa: S102 - installed library source, patched above
 
 
 class _LavaCompatFinder(importlib.abc.MetaPathFinder):
-    """Meta-path finder that intercepts exactly ``lava.magma.compiler.var_model``."""
+    """Meta-path finder that intercepts exactly the modules of ``_PATCHES``."""
 
     def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 - importlib protocol
-        if fullname != _TARGET:
+        if fullname not in _PATCHES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
             return spec
         return importlib.util.spec_from_file_location(
-            fullname, spec.origin, loader=_PatchedSourceLoader(spec.origin)
+            fullname, spec.origin, loader=_PatchedSourceLoader(fullname, spec.origin)
         )
 
 

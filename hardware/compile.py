@@ -9,6 +9,7 @@ express and the semantic differences of their simulator, and they emit.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -170,7 +171,9 @@ def _group(proj, prof: HardwareProfile) -> str:
     return proj.name
 
 
-def _check_projections(net: Network, prof: HardwareProfile, report: CompileReport) -> None:
+def _check_projections(
+    net: Network, prof: HardwareProfile, report: CompileReport, plasticity: str
+) -> None:
     t = prof.target
     lo, hi = prof.delay_steps["min"], prof.delay_steps["max"]
     fan_in: dict[str, np.ndarray] = {p.name: np.zeros(p.size, np.int64) for p in net.populations}
@@ -213,13 +216,16 @@ def _check_projections(net: Network, prof: HardwareProfile, report: CompileRepor
             )
         if not rule_ok:
             report.host.append(f"plasticity of projection '{proj.name}'")
+            on_host = plasticity == "host"
             report.findings.append(
                 _finding(
                     f"projection '{proj.name}'",
                     t,
                     f"plasticity rules {prof.plasticity}",
-                    f"projection '{proj.name}': plasticity rule {rule!r} does not run on {t} "
-                    f"({prof.plasticity_note})",
+                    f"projection '{proj.name}': plasticity rule {rule!r} does not run on {t}"
+                    + (", it runs on the host" if on_host else "")
+                    + f" ({prof.plasticity_note})",
+                    severity="warn" if on_host else "refuse",
                 )
             )
         if prof.weights and n:
@@ -292,7 +298,13 @@ def _quantise_projection(proj, prof: HardwareProfile, largest: float, row, repor
 
 #: Target module and the names of its functions: emit(net, profile, **options) -> artifact;
 #: unsupported(net, profile) -> list[dict]; differences(net, profile) -> list[dict].
-EMITTERS: dict[str, dict[str, str]] = {}
+EMITTERS: dict[str, dict[str, str]] = {
+    "lava": {
+        "emit": "emit_for_profile",
+        "unsupported": "unsupported_for_profile",
+        "differences": "differences_for_profile",
+    },
+}
 
 
 def _target_module(prof: HardwareProfile):
@@ -302,12 +314,19 @@ def _target_module(prof: HardwareProfile):
     return importlib.import_module(f"{__package__}.{prof.emitter}"), names
 
 
+def _call(fn, net: Network, prof: HardwareProfile, options: dict[str, Any]):
+    """Call a target's check with the emit options it also takes (e.g. Lava's precision)."""
+    accepted = inspect.signature(fn).parameters
+    return fn(net, prof, **{k: v for k, v in options.items() if k in accepted})
+
+
 def compile(  # noqa: A001 - the pipeline's name, as in neuromem.compile
     net: Network,
     target: str | HardwareProfile,
     *,
     strict: bool = True,
     emit: bool = True,
+    plasticity: str = "refuse",
     **emit_options: Any,
 ) -> HardwareCompilation:
     """Compile ``net`` for a hardware target: quantise, check, emit, report.
@@ -323,6 +342,10 @@ def compile(  # noqa: A001 - the pipeline's name, as in neuromem.compile
         report is returned with the refusals listed and nothing emitted.
     emit : bool
         Emit the target's artifact (Lava processes, a PyNN script, a NIR graph).
+    plasticity : {"refuse", "host"}
+        What to do with plasticity the target cannot run: refuse it, or (where the emitter
+        supports it, e.g. Lava in floating point) update those weights on the host between
+        steps, listed in the report's ``host``.
     **emit_options
         Passed to the target's emitter.
 
@@ -336,11 +359,15 @@ def compile(  # noqa: A001 - the pipeline's name, as in neuromem.compile
     HardwareError
         Some element cannot run on the target; the message lists each with its limit.
     """
+    if plasticity not in ("refuse", "host"):
+        raise SpecError(f"hardware compile: plasticity={plasticity!r}, expected 'refuse' or 'host'")
     prof = target if isinstance(target, HardwareProfile) else load_profile(target)
+    if plasticity == "host":
+        emit_options["plasticity"] = "host"
     report = CompileReport(target=prof.target, title=prof.title, dt=net.discretization.dt)
     _check_network(net, prof, report)
     _check_populations(net, prof, report)
-    _check_projections(net, prof, report)
+    _check_projections(net, prof, report, plasticity)
     cores = [p["cores"] for p in report.populations if p["cores"] is not None]
     report.totals = {
         "neurons": int(sum(p.size for p in net.populations if not p.model.spike_source)),
@@ -353,10 +380,12 @@ def compile(  # noqa: A001 - the pipeline's name, as in neuromem.compile
     module, names = _target_module(prof)
     if module is not None:
         known = {f["message"] for f in report.findings}
-        for f in getattr(module, names["unsupported"])(net, prof):
+        for f in _call(getattr(module, names["unsupported"]), net, prof, emit_options):
             if f["message"] not in known:
                 report.findings.append({"severity": "refuse", **f})
-        report.differences.extend(getattr(module, names["differences"])(net, prof))
+        report.differences.extend(
+            _call(getattr(module, names["differences"]), net, prof, emit_options)
+        )
     if not report.ok:
         if strict:
             reasons = "\n  ".join(f["message"] for f in report.refusals)
