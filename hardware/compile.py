@@ -9,7 +9,6 @@ express and the semantic differences of their simulator, and they emit.
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -296,28 +295,47 @@ def _quantise_projection(proj, prof: HardwareProfile, largest: float, row, repor
         )
 
 
-#: Target module and the names of its functions: emit(net, profile, **options) -> artifact;
-#: unsupported(net, profile) -> list[dict]; differences(net, profile) -> list[dict].
-EMITTERS: dict[str, dict[str, str]] = {
-    "lava": {
-        "emit": "emit_for_profile",
-        "unsupported": "unsupported_for_profile",
-        "differences": "differences_for_profile",
-    },
+def _module(name: str):
+    return importlib.import_module(f"{__package__}.{name}")
+
+
+def _pick(options: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: options[k] for k in names if k in options}
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A target module's checks and emitter as ``compile`` calls them: ``(net, profile,
+    options)``, where ``options`` are compile's keyword arguments for the emitter."""
+
+    unsupported: Any
+    differences: Any
+    emit: Any
+
+
+#: A profile's ``emitter`` -> its module's entry points. Lava's take the precision and the
+#: plasticity mode; PyNN's take the simulator (sPyNNaker for SpiNNaker); NIR's nothing.
+TARGETS: dict[str, _Target] = {
+    "lava": _Target(
+        lambda net, prof, o: _module("lava").unsupported_for_profile(
+            net, prof, **_pick(o, "precision", "plasticity")
+        ),
+        lambda net, prof, o: _module("lava").differences_for_profile(
+            net, prof, **_pick(o, "precision", "plasticity")
+        ),
+        lambda net, prof, o: _module("lava").emit_for_profile(net, prof, **o),
+    ),
+    "pynn": _Target(
+        lambda net, prof, o: _module("pynn").unsupported(net, o.get("simulator", "spiNNaker")),
+        lambda net, prof, o: _module("pynn").differences(net, o.get("simulator", "spiNNaker")),
+        lambda net, prof, o: _module("pynn").emit_script(net, **o),
+    ),
+    "nir": _Target(
+        lambda net, prof, o: _module("nir").unsupported(net, prof),
+        lambda net, prof, o: _module("nir").semantic_differences(net, prof),
+        lambda net, prof, o: _module("nir").to_nir(net, prof, **o),
+    ),
 }
-
-
-def _target_module(prof: HardwareProfile):
-    if prof.emitter is None or prof.emitter not in EMITTERS:
-        return None, None
-    names = EMITTERS[prof.emitter]
-    return importlib.import_module(f"{__package__}.{prof.emitter}"), names
-
-
-def _call(fn, net: Network, prof: HardwareProfile, options: dict[str, Any]):
-    """Call a target's check with the emit options it also takes (e.g. Lava's precision)."""
-    accepted = inspect.signature(fn).parameters
-    return fn(net, prof, **{k: v for k, v in options.items() if k in accepted})
 
 
 def compile(  # noqa: A001 - the pipeline's name, as in neuromem.compile
@@ -377,15 +395,13 @@ def compile(  # noqa: A001 - the pipeline's name, as in neuromem.compile
             math.ceil(sum(cores) / prof.cores_per_chip) if prof.cores_per_chip and cores else None
         ),
     }
-    module, names = _target_module(prof)
-    if module is not None:
+    tgt = TARGETS.get(prof.emitter) if prof.emitter else None
+    if tgt is not None:
         known = {f["message"] for f in report.findings}
-        for f in _call(getattr(module, names["unsupported"]), net, prof, emit_options):
+        for f in tgt.unsupported(net, prof, emit_options):
             if f["message"] not in known:
                 report.findings.append({"severity": "refuse", **f})
-        report.differences.extend(
-            _call(getattr(module, names["differences"]), net, prof, emit_options)
-        )
+        report.differences.extend(tgt.differences(net, prof, emit_options))
     if not report.ok:
         if strict:
             reasons = "\n  ".join(f["message"] for f in report.refusals)
@@ -395,11 +411,11 @@ def compile(  # noqa: A001 - the pipeline's name, as in neuromem.compile
         return HardwareCompilation(report)
     artifact = None
     if emit:
-        if module is None:
+        if tgt is None:
             raise HardwareError(
                 f"network '{net.name}': target {prof.target} has no emitter in neuromem "
                 f"(report only; use emit=False)",
                 report,
             )
-        artifact = getattr(module, names["emit"])(net, prof, **emit_options)
+        artifact = tgt.emit(net, prof, emit_options)
     return HardwareCompilation(report, artifact)
