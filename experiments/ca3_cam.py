@@ -19,7 +19,7 @@ import numpy as np
 
 import neuromem
 from neuromem.data import load_ca3_recording
-from neuromem.models.ca3_cam import BACKENDS, CA3Memory, compare_outputs, segment_operations
+from neuromem.models.ca3_cam import BACKENDS, CA3Memory, score_replay
 from neuromem.plotting import raster_figure
 from neuromem.progress import progress_bar
 
@@ -73,9 +73,8 @@ def replay(name: str, backend: str, data: str | None, stdp: str = "identified") 
     t1 = time.perf_counter()
     out = mem.replay(sp["INcue"], sp["INcont"])
     t2 = time.perf_counter()
-    ops = segment_operations(sp["INcue"], sp["INcont"])
-    rows = compare_outputs(ops, out["OL"][:, :n], out["OL"][:, n:], sp["OUTcue"], sp["OUTcont"])
-    recalls = [r for r in rows if r["kind"] != "learn"]
+    score = score_replay(sp, out["OL"], n)
+    rows = score["rows"]
     latency: dict[str, dict[str, Any]] = {}
     for kind in PAPER_LATENCY:
         sel = [r for r in rows if r["kind"] == kind]
@@ -92,11 +91,11 @@ def replay(name: str, backend: str, data: str | None, stdp: str = "identified") 
     }
     summary = {
         "steps": int(sp["INcue"].shape[0]),
-        "operations": len(rows),
+        "operations": score["operations"],
         "operations_by_kind": {k: sum(r["kind"] == k for r in rows) for k in PAPER_LATENCY},
-        "recall_operations": len(recalls),
-        "recall_operations_matching": sum(r["same_neurons"] for r in recalls),
-        "operations_with_identical_output_raster": sum(r["same_raster"] for r in rows),
+        "recall_operations": score["recall_operations"],
+        "recall_operations_matching": score["recall_operations_matching"],
+        "operations_with_identical_output_raster": score["operations_with_identical_output_raster"],
         "latency_steps": latency,
         "internal_population_raster_identical": internal,
         # replay_s includes JIT / C compilation when this network structure is new to the

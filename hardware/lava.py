@@ -1331,7 +1331,7 @@ def replay_ca3_on_lava(
     """
     import neuromem
     from neuromem.data import load_ca3_recording
-    from neuromem.models.ca3_cam import build_network, compare_outputs, segment_operations
+    from neuromem.models.ca3_cam import build_network, score_replay
 
     rec = load_ca3_recording(recording, data_dir)
     sp, n, m = rec["spikes"], rec["n_cues"], rec["n_bits"]
@@ -1346,31 +1346,28 @@ def replay_ca3_on_lava(
     sim = neuromem.compile(net, backend="numba")
     ref = sim.run(steps, {"IL": il}).spikes
     t_numba = time.perf_counter() - t0
-    ops = segment_operations(sp["INcue"], sp["INcont"])
-    ours = out["spikes"]["OL"]
-    rows = compare_outputs(ops, ours[:, :n], ours[:, n:], sp["OUTcue"], sp["OUTcont"])
-    rows_nb = compare_outputs(ops, ours[:, :n], ours[:, n:], ref["OL"][:, :n], ref["OL"][:, n:])
-    recalls = [r for r in rows if r["kind"] != "learn"]
-    recalls_nb = [r for r in rows_nb if r["kind"] != "learn"]
+    score = score_replay(sp, out["spikes"]["OL"], n, reference=ref["OL"])
     w_nb = sim.state["weights"]
     return {
         "recording": recording,
         "stdp": stdp,
         "plasticity": plasticity,
         "steps": steps,
-        "operations": len(rows),
-        "recall_operations": len(recalls),
-        "recall_operations_matching": sum(r["same_neurons"] for r in recalls),
-        "recall_operations_matching_numba": sum(r["same_neurons"] for r in recalls_nb),
-        "operations_with_identical_raster": sum(r["same_raster"] for r in rows),
-        "operations_with_identical_raster_numba": sum(r["same_raster"] for r in rows_nb),
+        "operations": score["operations"],
+        "recall_operations": score["recall_operations"],
+        "recall_operations_matching": score["recall_operations_matching"],
+        "recall_operations_matching_numba": score["vs_reference"]["recall_operations_matching"],
+        "operations_with_identical_raster": score["operations_with_identical_output_raster"],
+        "operations_with_identical_raster_numba": score["vs_reference"][
+            "operations_with_identical_output_raster"
+        ],
         "populations_identical_to_numba": {
             k: bool(np.array_equal(out["spikes"][k], ref[k])) for k in out["spikes"]
         },
         "final_weights_identical_to_numba": {
             k: bool(np.array_equal(w, np.asarray(w_nb[k]))) for k, w in out["weights"].items()
         },
-        "mismatches": [r for r in rows if not r["same_neurons"] and r["kind"] != "learn"],
+        "mismatches": [r for r in score["rows"] if not r["same_neurons"] and r["kind"] != "learn"],
         "differences": out["differences"],
         "unsupported": unsupported,
         "wall_s": {"lava": round(t_lava, 3), "numba": round(t_numba, 3)},

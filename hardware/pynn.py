@@ -1007,7 +1007,7 @@ def replay_ca3_on_pynn(
 
     import neuromem
     from neuromem.data import load_ca3_recording
-    from neuromem.models.ca3_cam import build_network, compare_outputs, segment_operations
+    from neuromem.models.ca3_cam import build_network, score_replay
 
     rec = load_ca3_recording(recording, data_dir)
     sp, n, m = rec["spikes"], rec["n_cues"], rec["n_bits"]
@@ -1018,15 +1018,7 @@ def replay_ca3_on_pynn(
     ours = run(net, steps, {"IL": il}, simulator, codegen_target)
     wall = time.perf_counter() - t0
     ref = neuromem.compile(net, backend="numba").run(steps, {"IL": il}).spikes
-    ops = segment_operations(sp["INcue"], sp["INcont"])
-    vs_authors = compare_outputs(
-        ops, ours["OL"][:, :n], ours["OL"][:, n:], sp["OUTcue"], sp["OUTcont"]
-    )
-    vs_numba = compare_outputs(
-        ops, ours["OL"][:, :n], ours["OL"][:, n:], ref["OL"][:, :n], ref["OL"][:, n:]
-    )
-    recalls = [r for r in vs_authors if r["kind"] != "learn"]
-    recalls_nb = [r for r in vs_numba if r["kind"] != "learn"]
+    score = score_replay(sp, ours["OL"], n, reference=ref["OL"])
     same = {k: bool(np.array_equal(ours[k], ref[k])) for k in ours}
     first = {k: int(np.nonzero((ours[k] != ref[k]).any(1))[0][0]) for k, v in same.items() if not v}
     return {
@@ -1034,15 +1026,19 @@ def replay_ca3_on_pynn(
         "simulator": simulator,
         "stdp": stdp,
         "steps": int(steps),
-        "operations": len(vs_authors),
-        "recall_operations": len(recalls),
-        "recall_operations_matching": sum(r["same_neurons"] for r in recalls),
-        "operations_with_identical_output_raster": sum(r["same_raster"] for r in vs_authors),
-        "recall_operations_matching_numba": sum(r["same_neurons"] for r in recalls_nb),
-        "operations_with_identical_output_raster_vs_numba": sum(r["same_raster"] for r in vs_numba),
+        "operations": score["operations"],
+        "recall_operations": score["recall_operations"],
+        "recall_operations_matching": score["recall_operations_matching"],
+        "operations_with_identical_output_raster": score["operations_with_identical_output_raster"],
+        "recall_operations_matching_numba": score["vs_reference"]["recall_operations_matching"],
+        "operations_with_identical_output_raster_vs_numba": score["vs_reference"][
+            "operations_with_identical_output_raster"
+        ],
         "population_raster_identical_to_numba": same,
         "first_difference_step": first,
-        "mismatching_recalls": [r for r in recalls if not r["same_neurons"]],
+        "mismatching_recalls": [
+            r for r in score["rows"] if r["kind"] != "learn" and not r["same_neurons"]
+        ],
         "differences": differences(net, simulator),
         "wall_time_s": round(wall, 3),
         "spikes": ours,

@@ -353,3 +353,51 @@ def compare_outputs(ops, ours_cue, ours_content, ref_cue, ref_content) -> list[d
             }
         )
     return rows
+
+
+def score_replay(
+    recording: dict[str, np.ndarray],
+    output: np.ndarray,
+    n_cues: int,
+    reference: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Score a replay's output raster ``OL`` (steps, n + m) against the authors' recording.
+
+    Parameters
+    ----------
+    recording : dict
+        The authors' rasters (``INcue``, ``INcont``, ``OUTcue``, ``OUTcont``).
+    output : numpy.ndarray
+        Our ``OL`` raster, cue neurons first.
+    n_cues : int
+        Number of cue neurons.
+    reference : numpy.ndarray, optional
+        Another run's ``OL`` raster (e.g. the numba backend's) to score against as well.
+
+    Returns
+    -------
+    dict
+        ``rows`` (``compare_outputs`` against the authors), ``operations``,
+        ``recall_operations``, ``recall_operations_matching`` (same output neurons),
+        ``operations_with_identical_output_raster``, and with ``reference`` the same counts
+        under ``vs_reference``.
+    """
+    ops = segment_operations(recording["INcue"], recording["INcont"])
+    n = n_cues
+
+    def tally(ref_cue: np.ndarray, ref_content: np.ndarray) -> dict[str, Any]:
+        rows = compare_outputs(ops, output[:, :n], output[:, n:], ref_cue, ref_content)
+        recalls = [r for r in rows if r["kind"] != "learn"]
+        return {
+            "rows": rows,
+            "operations": len(rows),
+            "recall_operations": len(recalls),
+            "recall_operations_matching": sum(r["same_neurons"] for r in recalls),
+            "operations_with_identical_output_raster": sum(r["same_raster"] for r in rows),
+        }
+
+    score = tally(recording["OUTcue"], recording["OUTcont"])
+    if reference is not None:
+        vs = tally(reference[:, :n], reference[:, n:])
+        score["vs_reference"] = {k: v for k, v in vs.items() if k != "rows"}
+    return score
