@@ -26,7 +26,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -52,7 +51,6 @@ W_I_MV = -20 * 4.5 / 10  # mV, Brian2's wi (jump of gi, negative)
 REFRACTORY_MS = 5.0  # Brian2's refractory
 K_IN = 80.0  # expected synapses per neuron: p = K_IN / N
 SEED = 2024
-DENSE_CONNECTIVITY_MAX_N = 16_000  # fixed_probability draws an n_pre x n_post matrix
 
 # Mapping onto neuromem's if_curr_exp (units mV, nA, nF, ms, MOhm):
 #   Brian2: dv/dt = (ge + gi - (v - El)) / taum, events add we / wi (mV) to ge / gi.
@@ -107,30 +105,16 @@ MAPPING = {
 }
 
 
-def _bernoulli_pairs(n_pre: int, n_post: int, p: float, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Each (pre, post) pair independently with probability p, in O(synapses) memory (geometric
-    gaps along each row) -- the same distribution as fixed_probability, another random stream."""
-    m = int(n_post * p + 10 * math.sqrt(n_post * p) + 20)
-    pos = np.cumsum(rng.geometric(p, size=(n_pre, m)), axis=1) - 1
-    if not (pos[:, -1] >= n_post).all():  # a row needs more gaps: astronomically rare
-        return _bernoulli_pairs(n_pre, n_post, p, rng)
-    keep = pos < n_post
-    return np.nonzero(keep)[0], pos[keep]
-
-
 def connectivity(n: int, seed: int = SEED) -> dict[str, np.ndarray]:
-    """Synapses (pre, post) of the excitatory and inhibitory projections and the initial v."""
+    """Synapses (pre, post) of the excitatory and inhibitory projections and the initial v
+    (``fixed_probability`` draws per pre neuron in O(synapses) memory, so any N works)."""
     from neuromem.spec import fixed_probability
 
     ne = n * 4 // 5
     ni = n - ne
     p = K_IN / n
-    if n <= DENSE_CONNECTIVITY_MAX_N:
-        pre_e, post_e = fixed_probability(ne, n, p, seed=seed)
-        pre_i, post_i = fixed_probability(ni, n, p, seed=seed + 1)
-    else:
-        pre_e, post_e = _bernoulli_pairs(ne, n, p, np.random.default_rng([seed, 0]))
-        pre_i, post_i = _bernoulli_pairs(ni, n, p, np.random.default_rng([seed, 1]))
+    pre_e, post_e = fixed_probability(ne, n, p, seed=seed)
+    pre_i, post_i = fixed_probability(ni, n, p, seed=seed + 1)
     v0 = V_R + np.random.default_rng([seed, 2]).random(n) * (V_T - V_R)
     return {
         "pre_e": pre_e.astype(np.int64),
@@ -345,173 +329,145 @@ def _measure_numba(net, repeats: int, budget_s: float) -> tuple[dict, np.ndarray
 
 
 def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
-    """Time the phases of the numba driver by replaying the recorded spikes through the same
-    kernels (deliver, propagate, record) in jitted loops; the rest of the driver's time is the
-    neuron kernel (integrate, threshold, reset) and the spike-source copy."""
+    """Time the parts of the numba driver's step by replaying the recorded spikes through the
+    same kernels in jitted loops (best of 3 each): the generated neuron kernel alone (its
+    neurons fire on their own, El > Vt; no events), spike gathering, propagation from the
+    spike lists (with the touch lists the kernel's delivery reads), delivery of those events,
+    and recording into a fresh raster (page faults included). The remainder is the driver's
+    own loop and the run call (input assembly, probes)."""
     import numba
 
     from neuromem.backends import _numba_kernels as K
-
-    @numba.njit
-    def deliver_loop(v, ring_e, ring_i, se, si, steps):
-        L = ring_e.shape[0]
-        for t in range(steps):
-            K.deliver(v, ring_e, t % L, se)
-            K.deliver(v, ring_i, t % L, si)
-
-    @numba.njit
-    def propagate_loop(raster, ie, pe, de, we, ii, pi, di, wi, ring_e, ring_i):
-        for t in range(raster.shape[0]):
-            K.propagate(raster[t], ie, pe, de, we, ring_e, t)
-            K.propagate(raster[t], ii, pi, di, wi, ring_i, t)
-
-    @numba.njit
-    def propagate_nomod(spk, indptr, post, delay, w, ring, t):
-        # diagnostic variant: the slot by a compare-and-subtract instead of an int64 modulo
-        n_slots = ring.shape[0]
-        base = t % n_slots
-        for i in range(spk.shape[0]):
-            if spk[i]:
-                for k in range(indptr[i], indptr[i + 1]):
-                    s = base + delay[k]
-                    if s >= n_slots:
-                        s -= n_slots
-                    ring[s, post[k]] += w[k]
-
-    @numba.njit
-    def propagate_nomod_loop(raster, ie, pe, de, we, ii, pi, di, wi, ring_e, ring_i):
-        for t in range(raster.shape[0]):
-            propagate_nomod(raster[t], ie, pe, de, we, ring_e, t)
-            propagate_nomod(raster[t], ii, pi, di, wi, ring_i, t)
-
-    @numba.njit
-    def record_loop(rec, raster):
-        for t in range(raster.shape[0]):
-            K.record_spikes(rec, t, raster[t])
+    from neuromem.backends import numba as nb
 
     a = sim._arrays
-    n, steps = raster.shape[1], raster.shape[0]
-    ring_e, ring_i = a["G0__ring_exc"].copy(), a["G0__ring_inh"].copy()
-    v = np.zeros(n)
-    args_e = [a[f"Q_E__{k}"] for k in ("indptr", "post_in_group", "delay", "w")]
-    args_i = [a[f"Q_I__{k}"] for k in ("indptr", "post_in_group", "delay", "w")]
-    scale_e, scale_i = np.ones(n), np.ones(n)
-    deliver_loop(v, ring_e, ring_i, scale_e, scale_i, 2)  # compile
-    propagate_loop(raster[:2], *args_e, *args_i, ring_e, ring_i)
-    propagate_nomod_loop(raster[:2], *args_e, *args_i, ring_e, ring_i)
-    record_loop(np.zeros((2, n), np.bool_), raster[:2])
+    g = sim._groups[0]
+    p0 = g.populations[0]
+    steps, n = raster.shape
+    st, ix = np.nonzero(raster)
+    ptr = np.searchsorted(st, np.arange(steps + 1))
+    ix = ix.astype(np.int64)
+    kernel = nb._load(
+        nb._HEADER.format(name="kernel")
+        + "\n"
+        + nb._neuron_kernel(p0, sim.program.reset_mode, g.scalars, frozenset())
+        + "\n"
+    ).kernel
+    names = [
+        f"G0__{k}"
+        for k in (
+            "ref",
+            "refsteps",
+            *p0.state,
+            *[f"c_{k}" for k in g.constants],
+            *[f"{x}_{port}" for port in p0.ports for x in ("ring", "touch", "n_touch")],
+        )
+    ]
 
-    def best(fn, k=3):
+    @numba.njit
+    def kernel_loop(n_steps, spk, args):
+        for t in range(n_steps):
+            kernel(t, t % 2, spk, *args)
+
+    @numba.njit
+    def gather_loop(raster, spikes):
+        total = 0
+        for t in range(raster.shape[0]):
+            total += K.gather_spikes(raster[t], 0, raster.shape[1], spikes, 0)
+        return total
+
+    @numba.njit
+    def propagate_loop(ix, ptr, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i):
+        for t in range(ptr.shape[0] - 1):
+            sp = ix[ptr[t] : ptr[t + 1]]
+            s = (t + 1) % 2
+            nt_e[s] = 0
+            nt_i[s] = 0
+            K.propagate_list_slot(sp, sp.shape[0], 0, ne, *e, ring_e, touch_e, nt_e, s)
+            K.propagate_list_slot(sp, sp.shape[0], ne, n, *i, ring_i, touch_i, nt_i, s)
+
+    @numba.njit
+    def deliver_loop(ix, ptr, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i, ie, ii):
+        # propagation as above, then the scattered delivery the kernel does for both ports
+        for t in range(ptr.shape[0] - 1):
+            sp = ix[ptr[t] : ptr[t + 1]]
+            s = (t + 1) % 2
+            nt_e[s] = 0
+            nt_i[s] = 0
+            K.propagate_list_slot(sp, sp.shape[0], 0, ne, *e, ring_e, touch_e, nt_e, s)
+            K.propagate_list_slot(sp, sp.shape[0], ne, n, *i, ring_i, touch_i, nt_i, s)
+            for m in range(min(nt_e[s], touch_e.shape[1])):
+                j = touch_e[s, m]
+                ie[j] += ring_e[s, j] * 0.99
+                ring_e[s, j] = 0.0
+            for m in range(min(nt_i[s], touch_i.shape[1])):
+                j = touch_i[s, m]
+                ii[j] += ring_i[s, j] * 0.99
+                ring_i[s, j] = 0.0
+
+    @numba.njit
+    def record_loop(rec, ix, ptr):
+        for t in range(ptr.shape[0] - 1):
+            sp = ix[ptr[t] : ptr[t + 1]]
+            K.record_list(rec, t, sp, sp.shape[0], 0, rec.shape[1])
+
+    ne = n * 4 // 5
+    e = (a["Q_E__indptr"], a["Q_E__post_in_group"], a["Q_E__w"])
+    i = (a["Q_I__indptr"], a["Q_I__post_in_group"], a["Q_I__w"])
+
+    def lists():
+        out = []
+        for port in ("exc", "inh"):
+            out += [np.zeros((2, n)), np.zeros_like(a[f"G0__touch_{port}"]), np.zeros(2, np.int64)]
+        return out
+
+    def fresh_kernel_args():
+        sim.reset()
+        return tuple(sim._arrays[k] for k in names)
+
+    spikes = np.zeros(n, np.int64)
+    kernel_loop(2, np.zeros(n, np.bool_), fresh_kernel_args())
+    gather_loop(raster[:2], spikes)
+    propagate_loop(ix, ptr[:3], ne, n, e, i, *lists())
+    deliver_loop(ix, ptr[:3], ne, n, e, i, *lists(), np.zeros(n), np.zeros(n))
+    record_loop(np.zeros((2, n), np.bool_), ix, ptr[:3])
+
+    def best(fn, setup=lambda: (), k=3):
         out = []
         for _ in range(k):
+            args = setup()
             t = time.perf_counter()
-            fn()
+            fn(*args)
             out.append(time.perf_counter() - t)
         return min(out)
 
+    t_run = best(lambda: sim.run(STEPS), setup=lambda: (sim.reset(), ())[1])
+    t_kernel = best(
+        lambda args: kernel_loop(steps, np.zeros(n, np.bool_), args),
+        setup=lambda: (fresh_kernel_args(),),
+    )
+    t_gather = best(lambda: gather_loop(raster, spikes))
+    t_prop = best(lambda *ls: propagate_loop(ix, ptr, ne, n, e, i, *ls), setup=lists)
+    t_deliv = best(
+        lambda *ls: deliver_loop(ix, ptr, ne, n, e, i, *ls, np.zeros(n), np.zeros(n)),
+        setup=lists,
+    )
+    t_rec = best(lambda: record_loop(np.zeros((steps, n), np.bool_), ix, ptr))
     sim.reset()
-    sim.run(10)
-    sim.reset()
-    t_run = best(lambda: sim.run(STEPS))
-    t_deliver = best(lambda: deliver_loop(v, ring_e, ring_i, scale_e, scale_i, steps))
-    t_prop = best(lambda: propagate_loop(raster, *args_e, *args_i, ring_e, ring_i))
-    t_prop_nomod = best(lambda: propagate_nomod_loop(raster, *args_e, *args_i, ring_e, ring_i))
-    silent = np.zeros_like(raster)
-    t_scan = best(lambda: propagate_loop(silent, *args_e, *args_i, ring_e, ring_i))
-    t_rec = best(lambda: record_loop(np.zeros((steps, n), np.bool_), raster))
-    t_alloc = best(lambda: (np.zeros((steps, n), np.bool_), np.zeros((steps, 0), np.bool_)))
-    t_copy = best(lambda: raster.copy())
-    rest = t_run - (t_deliver + t_prop + t_rec + t_copy)
-    t_kernel, t_scalar = _neuron_kernel_times(sim, steps, best)
     return {
-        "method": "phases replayed from the recorded raster through the same kernels, best of "
-        "3; neuron kernel = sim.run minus the others",
+        "method": "kernels replayed in jitted loops from the recorded raster, best of 3 each; "
+        "the parts overlap the run only approximately (caches, other dynamics for the kernel)",
         "sim_run_s": t_run,
-        "deliver_s": t_deliver,
-        "propagate_s": t_prop,
-        "propagate_scan_only_s (same kernel, no spikes: the per-step scan of the spike "
-        "vector)": t_scan,
-        "propagate_without_modulo_s (diagnostic variant, not the library's)": t_prop_nomod,
+        "neuron_kernel_alone_s (generated kernel, 10,000 steps, no events)": t_kernel,
+        "gather_spikes_s": t_gather,
+        "propagate_s (spike lists -> rings and touch lists)": t_prop,
+        "propagate_and_scattered_delivery_s": t_deliv,
         "record_spikes_s (incl. page faults of the fresh steps x N raster)": t_rec,
-        "raster_alloc_s (np.zeros alone, lazily mapped)": t_alloc,
-        "output_copy_s": t_copy,
-        "neuron_kernel_and_rest_s": rest,
-        "neuron_kernel_alone_s (generated kernel, 10,000 calls in a jitted loop)": t_kernel,
-        "neuron_kernel_scalar_constants_s (hand-written, same arithmetic, constants as scalars, "
-        "no i_ext array)": t_scalar,
+        "rest_s (sim_run - kernel - gather - propagate/deliver - record)": t_run
+        - (t_kernel + t_gather + t_deliv + t_rec),
         "synaptic_events": int((raster.sum(0) * fan_out(n, c)).sum()),
         "neuron_updates": n * steps,
     }
-
-
-def _neuron_kernel_times(sim, steps: int, best) -> tuple[float, float]:
-    """The generated neuron kernel alone (per-neuron constant arrays, as the driver calls it)
-    and a hand-written kernel of the same arithmetic with scalar constants, 10,000 steps each
-    on a copy of the initial state (the neurons fire on their own: El > Vt)."""
-    import numba
-
-    from neuromem.backends.numba import _module_name
-
-    driver = sys.modules[_module_name(sim.source)]
-    g = sim._groups[0]
-    p0 = g.populations[0]
-    a = sim._arrays
-    names = (
-        [f"G0__{v}" for v in p0.state]
-        + [f"G0__c_{k}" for k in p0.constants]
-        + [f"G0__in_{v}" for v in p0.inputs]
-        + [f"G0__in_stride_{v}" for v in p0.inputs]
-    )
-    params = ", ".join(f"a{j}" for j in range(len(names)))
-    src = (
-        "@numba.njit\n"
-        f"def loop(n_steps, spk, ref, refsteps, {params}):\n"
-        "    for step in range(n_steps):\n"
-        f"        kern(step, spk, ref, refsteps, {params})\n"
-    )
-    ns = {"numba": numba, "kern": getattr(driver, g.kernel).kernel}
-    exec(compile(src, "<cuba kernel loop>", "exec"), ns)  # our own text, built above
-    loop = ns["loop"]
-
-    @numba.njit
-    def scalar_loop(n_steps, spk, ref, rs, v, ie, ii, k0, k1, k2, k3, k4, k5, k6, vth, vr):
-        for _ in range(n_steps):
-            for i in range(v.shape[0]):
-                refr = ref[i] > 0
-                if refr:
-                    ref[i] -= 1
-                nv = k0 * v[i] + k4 * ((k1 * ii[i] + k2 * ie[i]) + k3)
-                ie[i] = k5 * ie[i]
-                ii[i] = k6 * ii[i]
-                if not refr:
-                    v[i] = nv
-                s = (not refr) and v[i] >= vth
-                spk[i] = s
-                if s:
-                    v[i] = vr
-                    ref[i] = rs
-
-    def fresh():
-        arrs = [np.array(a[k], copy=True) if isinstance(a[k], np.ndarray) else a[k] for k in names]
-        return np.zeros(g.size, np.bool_), np.zeros(g.size, np.int64), a["G0__refsteps"], arrs
-
-    spk, ref, rs, arrs = fresh()
-    loop(2, spk, ref, rs, *arrs)
-    c = {k: float(a[f"G0__c_{k}"][0]) for k in ("_k0", "_k1", "_k2", "_k3", "_k4", "_k5", "_k6")}
-    c.update(vth=float(a["G0__c_v_thresh"][0]), vr=float(a["G0__c_v_reset"][0]))
-
-    def run_scalar(n_steps):
-        spk, ref, rs, arrs = fresh()
-        v, ie, ii = arrs[:3]
-        scalar_loop(n_steps, spk, ref, int(rs[0]), v, ie, ii, *c.values())
-
-    run_scalar(2)
-
-    def run_kernel():
-        spk, ref, rs, arrs = fresh()
-        loop(steps, spk, ref, rs, *arrs)
-
-    return best(run_kernel), best(lambda: run_scalar(steps))
 
 
 def _measure_torch(net, dtype_name: str, repeats: int, budget_s: float) -> dict:
@@ -573,12 +529,7 @@ def measure(n: int, quick: bool, workdir: Path) -> dict:
     t = time.perf_counter()
     c = connectivity(n)
     row["connectivity_build_s"] = time.perf_counter() - t
-    row["connectivity"] = (
-        "neuromem.spec.fixed_probability (dense n_pre x n_post draw)"
-        if n <= DENSE_CONNECTIVITY_MAX_N
-        else "geometric-gap Bernoulli(p) sampler in this file: fixed_probability would draw a "
-        f"{n * 4 // 5} x {n} float64 matrix ({n * 4 // 5 * n * 8 / 2**30:.0f} GiB)"
-    )
+    row["connectivity"] = "neuromem.spec.fixed_probability (per pre neuron, O(synapses))"
     data = workdir / f"cuba_{n}.npz"
     np.savez(data, **c)
     fo = fan_out(n, c)

@@ -275,6 +275,19 @@ class Program:
         return self.max_delay + 1
 
 
+def uniform_value(values: np.ndarray) -> float | int | None:
+    """The value every element of ``values`` holds, bit for bit (so -0.0 and 0.0 differ), or
+    None when they differ or ``values`` is empty. Backends emit such a per-neuron constant as
+    one scalar instead of an array."""
+    a = np.ascontiguousarray(values)
+    if a.size == 0:
+        return None
+    bits = a.view(np.uint8).reshape(a.size, a.itemsize)
+    if not (bits == bits[0]).all():
+        return None
+    return a.flat[0].item()
+
+
 def stimulus_raster(stim, size: int, dt: float, t0: int, steps: int) -> np.ndarray | None:
     if stim is None:
         return None

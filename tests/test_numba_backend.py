@@ -330,3 +330,167 @@ def test_nir_cuba_lif_event_adds_w_in_times_weight_to_the_current():
     # delivered at step 1 (0.25 * 2.0), then decays by exp(-dt / tau_syn) within that step
     assert i_syn[0] == 0.0
     assert i_syn[1] == pytest.approx(0.5 * math.exp(-1.0 / 5.0), rel=1e-12)
+
+
+# ------------------------------------------------------------------ performance paths
+def _mixed_net(seed: int = 3, n: int = 300, per_neuron: bool = False) -> Network:
+    """Two neuron models (two kernel groups), a Poisson source, excitation and inhibition with
+    several delays, recurrent and feed-forward: every path of the numba driver."""
+    from neuromem.spec import PoissonSpikes, fixed_probability, nir_cuba_lif
+
+    rng = np.random.default_rng(seed)
+    params = dict(LIF, tau_m=10.0, v_thresh=-55.0, tau_refrac=2.0)
+    if per_neuron:  # the same values as arrays, except a few neurons
+        params["tau_m"] = np.full(n, 10.0)
+        params["tau_m"][::7] = 12.0
+    pops = (
+        Population("in", 50, spike_source(), stimulus=PoissonSpikes(80.0, seed=seed)),
+        Population("a", n, if_curr_exp(), params, {"v": rng.uniform(-65.0, -55.0, n)}),
+        Population("b", 40, nir_cuba_lif(), {"v_threshold": 0.5, "tau_mem": 5.0}),
+    )
+    projs = []
+    for k, (pre, post, n_pre, n_post, p, w, port) in enumerate(
+        [
+            ("in", "a", 50, n, 0.2, 1.2, "exc"),
+            ("a", "a", n, n, 0.05, 0.6, "exc"),
+            ("a", "a", n, n, 0.05, 1.5, "inh"),
+            ("a", "b", n, 40, 0.1, 0.3, "exc"),
+        ]
+    ):
+        i, j = fixed_probability(n_pre, n_post, p, seed=seed + k)
+        delay = rng.integers(1, 4, i.size) if k != 1 else 1
+        projs.append(Projection(f"p{k}", pre, post, i, j, w, delay, port))
+    return Network(
+        "mixed",
+        Discretization(dt=0.5),
+        pops,
+        tuple(projs),
+        probes=(SpikeProbe("a"), SpikeProbe("b"), StateProbe("a", "i_exc"), StateProbe("a", "v")),
+    )
+
+
+def _run_all(net, steps=200, inputs=None):
+    sim = neuromem.compile(net, backend="numba")
+    res = sim.run(steps, inputs)
+    return res, sim.state
+
+
+def _assert_same(r1, r2):
+    (a, sa), (b, sb) = r1, r2
+    assert a.spikes.keys() == b.spikes.keys() and a.state.keys() == b.state.keys()
+    for k in a.spikes:
+        assert np.array_equal(a.spikes[k], b.spikes[k]), k
+    for k in a.state:  # bit for bit (0.0 and -0.0 included)
+        assert np.array_equal(a.state[k].view(np.int64), b.state[k].view(np.int64)), k
+    for k in sa["weights"]:
+        assert np.array_equal(sa["weights"][k], sb["weights"][k]), k
+
+
+def test_scattered_and_dense_delivery_agree(monkeypatch):
+    """Events delivered one by one from the touch lists, or by a dense pass over the slot (the
+    path taken when a slot overflows its list), give the same bits."""
+    import neuromem.backends.numba as nb
+
+    net = _mixed_net()
+    default = _run_all(net)
+    assert default[0].spikes["a"].sum() > 100 and default[0].spikes["b"].sum() > 0
+    monkeypatch.setattr(nb, "_touch_capacity", lambda size: 10**6)  # never overflows
+    _assert_same(default, _run_all(net))
+    monkeypatch.setattr(nb, "_touch_capacity", lambda size: 1)  # overflows whenever >= 2
+    _assert_same(default, _run_all(net))
+
+
+def test_uniform_constants_as_scalars_change_no_bit(monkeypatch):
+    """Constants uniform over a group are scalar arguments; as per-neuron arrays (forced) every
+    bit of the run is the same, also for a group with per-neuron values."""
+    import neuromem.backends.numba as nb
+
+    for per_neuron in (False, True):
+        net = _mixed_net(per_neuron=per_neuron)
+        scalars = _run_all(net)
+        with monkeypatch.context() as m:
+            m.setattr(nb, "uniform_value", lambda values: None)
+            _assert_same(scalars, _run_all(net))
+
+
+def test_undriven_input_literal_equals_zero_current():
+    """An undriven input variable is the literal 0.0 in the kernel: identical to driving it
+    with zeros (the array variant), and run calls switch between the variants freely."""
+    net = _mixed_net()
+    zeros = {"a.i_ext": np.zeros(300)}
+    _assert_same(_run_all(net), _run_all(net, inputs=zeros))
+    a = neuromem.compile(net, backend="numba")
+    b = neuromem.compile(net, backend="numba")
+    drive = np.linspace(0.0, 0.3, 300)
+    a.run(50), a.run(50, {"a.i_ext": drive}), a.run(50)
+    b.run(50, zeros), b.run(50, {"a.i_ext": drive}), b.run(50, zeros)
+    for k in a.probes.spikes:
+        assert np.array_equal(a.probes.spikes[k], b.probes.spikes[k])
+    assert np.array_equal(a.probes.state["a.v"], b.probes.state["a.v"])
+
+
+def test_spike_probe_only_where_asked():
+    """Only probed populations are recorded (no raster for the rest)."""
+    net = _mixed_net()
+    net = Network(
+        net.name, net.discretization, net.populations, net.projections, probes=(SpikeProbe("b"),)
+    )
+    res = neuromem.compile(net, backend="numba").run(100)
+    assert set(res.spikes) == {"b"} and res.spikes["b"].shape == (100, 40)
+    assert res.spikes["b"].sum() == _run_all(_mixed_net(), 100)[0].spikes["b"].sum()
+
+
+# ------------------------------------------------------------------ fixed_probability
+def test_fixed_probability_per_row_statistics_and_order():
+    from neuromem.spec import fixed_probability
+
+    n_pre, n_post, p = 400, 900, 0.03
+    pre, post = fixed_probability(n_pre, n_post, p, seed=11)
+    assert pre.dtype == np.int64 and post.dtype == np.int64
+    assert np.all((np.diff(pre) > 0) | ((np.diff(pre) == 0) & (np.diff(post) > 0)))  # sorted
+    assert post.min() >= 0 and post.max() < n_post and pre.max() < n_pre
+    mean, sd = n_pre * n_post * p, math.sqrt(n_pre * n_post * p * (1 - p))
+    assert abs(pre.size - mean) < 5 * sd
+    # post indices uniform: chi-square over 9 bins of 100
+    counts = np.bincount(post // 100, minlength=9)
+    chi2 = ((counts - pre.size / 9) ** 2 / (pre.size / 9)).sum()
+    assert chi2 < 30  # 8 degrees of freedom: P(chi2 > 30) ~ 2e-4
+    again = fixed_probability(n_pre, n_post, p, seed=11)
+    assert np.array_equal(pre, again[0]) and np.array_equal(post, again[1])
+    other = fixed_probability(n_pre, n_post, p, seed=12)
+    assert not np.array_equal(post[:50], other[1][:50])
+
+
+def test_fixed_probability_continuation_rows(monkeypatch):
+    """Rows that outgrow their block's gap draws continue from the same stream: still sorted,
+    without duplicates, with the right count."""
+    import neuromem.spec.connectivity as conn
+
+    monkeypatch.setattr(conn, "_WIDTH_SD", 0.0)
+    monkeypatch.setattr(conn, "_GAP_BLOCK", 64)
+    n_pre, n_post, p = 300, 500, 0.2
+    pre, post = conn.fixed_probability(n_pre, n_post, p, seed=5)
+    assert np.all((np.diff(pre) > 0) | ((np.diff(pre) == 0) & (np.diff(post) > 0)))
+    row = np.bincount(pre, minlength=n_pre)
+    assert (row > n_post * p + 10).any()  # some rows needed a continuation
+    assert abs(pre.size - n_pre * n_post * p) < 5 * math.sqrt(n_pre * n_post * p * (1 - p))
+
+
+def test_fixed_probability_memory_is_per_synapse_and_edges():
+    from neuromem.errors import SpecError
+    from neuromem.spec import fixed_probability
+
+    # 200 x 10**8 pairs: a dense draw would need 160 GB; ~2,000 synapses here
+    pre, post = fixed_probability(200, 10**8, 1e-7, seed=1)
+    assert 1_700 < pre.size < 2_300 and post.max() < 10**8
+    assert fixed_probability(3, 4, 0.0, seed=0)[0].size == 0
+    assert fixed_probability(0, 4, 0.5, seed=0)[0].size == 0
+    pre, post = fixed_probability(5, 5, 1.0, seed=0)
+    assert pre.size == 25
+    pre, post = fixed_probability(5, 5, 1.0, seed=0, allow_self=False)
+    assert pre.size == 20 and not np.any(pre == post)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(SpecError, match="fixed_probability: p"):
+            fixed_probability(3, 3, bad, seed=0)
+    with pytest.raises(SpecError, match="n_post"):
+        fixed_probability(3, -1, 0.5, seed=0)

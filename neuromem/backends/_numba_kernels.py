@@ -9,40 +9,127 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def deliver(var, ring, slot, scale):
-    """Events due in ring-buffer ``slot`` enter a port variable (times the port scale)."""
-    for i in range(var.shape[0]):
-        var[i] += ring[slot, i] * scale[i]
-        ring[slot, i] = 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def copy_source(spk, src, step):
-    """A spike source's spikes of this step."""
-    for i in range(spk.shape[0]):
-        spk[i] = src[step, i]
-
-
-@numba.njit(cache=True, nogil=True)
-def propagate(spk, indptr, post, delay, w, ring, t):
-    """Event-driven CSR propagation: each spike adds its row's weights at slot t + delay."""
-    n_slots = ring.shape[0]
-    for i in range(spk.shape[0]):
-        if spk[i]:
-            for k in range(indptr[i], indptr[i + 1]):
-                ring[(t + delay[k]) % n_slots, post[k]] += w[k]
-
-
-@numba.njit(cache=True, nogil=True)
-def record_spikes(rec, step, spk):
-    for i in range(spk.shape[0]):
-        rec[step, i] = spk[i]
-
-
-@numba.njit(cache=True, nogil=True)
 def record_state(data, step, var, idx):
     for m in range(idx.shape[0]):
         data[step, m] = var[idx[m]]
+
+
+# ------------------------------------------------------------------ spike lists (the driver's)
+# The driver keeps the spikes of the current step as an ascending list of global indices (as
+# Brian2 does), so propagation and recording cost O(spikes), not O(neurons), per step.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scan_bytes(spk, lo, hi, spikes, n):
+    for k in range(lo, hi):
+        if spk[k]:
+            spikes[n] = k
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def gather_spikes(spk, lo, hi, spikes, n):
+    """Append the indices in [lo, hi) where ``spk`` is set to ``spikes[n:]`` (ascending) and
+    return the new count. ``spk``'s length must be a multiple of 8: the flags are read as
+    64-bit words, eight words (64 neurons) OR-ed per test, so a silent block costs ~10
+    instructions."""
+    words = spk.view(np.uint64)
+    w, w_hi = (lo + 7) >> 3, hi >> 3
+    if w >= w_hi:
+        return _scan_bytes(spk, lo, hi, spikes, n)
+    n = _scan_bytes(spk, lo, w * 8, spikes, n)
+    while w + 8 <= w_hi:
+        acc = words[w] | words[w + 1] | words[w + 2] | words[w + 3]
+        acc |= words[w + 4] | words[w + 5] | words[w + 6] | words[w + 7]
+        if acc != 0:
+            n = _scan_bytes(spk, w * 8, w * 8 + 64, spikes, n)
+        w += 8
+    while w < w_hi:
+        if words[w] != 0:
+            n = _scan_bytes(spk, w * 8, w * 8 + 8, spikes, n)
+        w += 1
+    return _scan_bytes(spk, w_hi * 8, hi, spikes, n)
+
+
+@numba.njit(cache=True, nogil=True)
+def source_spikes(spk, src, step, lo, spikes, n):
+    """A spike source's spikes of this step into ``spk[lo:]`` and the spike list."""
+    for i in range(src.shape[1]):
+        s = src[step, i]
+        spk[lo + i] = s
+        if s:
+            spikes[n] = lo + i
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_at_least(spikes, n, lo):
+    """Position of the first entry >= lo in the ascending ``spikes[:n]`` (binary search)."""
+    a, b = 0, n
+    while a < b:
+        m = (a + b) >> 1
+        if spikes[m] < lo:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
+@numba.njit(cache=True, nogil=True)
+def propagate_list(spikes, n, pre_lo, pre_hi, indptr, post, delay, w, ring, touch, n_touch, t):
+    """Event-driven CSR propagation from the spike list (ascending pre index, so every ring
+    entry sums its events in the same order as a scan of the spike vector): each spike adds
+    its row's weights at slot (t + delay) mod L and notes the post neuron in that slot's touch
+    list (``n_touch`` counts past the list's capacity: the slot is then delivered densely)."""
+    n_slots = ring.shape[0]
+    cap = touch.shape[1]
+    base = t % n_slots
+    for m in range(_first_at_least(spikes, n, pre_lo), n):
+        g = spikes[m]
+        if g >= pre_hi:
+            break
+        i = g - pre_lo
+        for k in range(indptr[i], indptr[i + 1]):
+            s = base + delay[k]  # delay in [1, L - 1]: one subtraction instead of a modulo
+            if s >= n_slots:
+                s -= n_slots
+            j = post[k]
+            ring[s, j] += w[k]
+            c = n_touch[s]
+            if c < cap:
+                touch[s, c] = j
+            n_touch[s] = c + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def propagate_list_slot(spikes, n, pre_lo, pre_hi, indptr, post, w, ring, touch, n_touch, s):
+    """``propagate_list`` for a projection whose synapses all have one delay (slot ``s``)."""
+    cap = touch.shape[1]
+    c = n_touch[s]
+    row = ring[s]
+    tl = touch[s]
+    for m in range(_first_at_least(spikes, n, pre_lo), n):
+        g = spikes[m]
+        if g >= pre_hi:
+            break
+        i = g - pre_lo
+        for k in range(indptr[i], indptr[i + 1]):
+            j = post[k]
+            row[j] += w[k]
+            if c < cap:
+                tl[c] = j
+            c += 1
+    n_touch[s] = c
+
+
+@numba.njit(cache=True, nogil=True)
+def record_list(rec, step, spikes, n, lo, hi):
+    """Spikes of this step with global index in [lo, hi) into the raster row ``step``."""
+    for m in range(_first_at_least(spikes, n, lo), n):
+        g = spikes[m]
+        if g >= hi:
+            break
+        rec[step, g - lo] = True
 
 
 # ------------------------------------------------------------------ Glauber spins

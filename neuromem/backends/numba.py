@@ -18,7 +18,7 @@ import numpy as np
 
 from ..codegen import SourceWriter, cache_dir
 from ..equations import Printer, Statement
-from ..lower import PHASES, PlasticityProgram, PopulationProgram
+from ..lower import PHASES, PlasticityProgram, PopulationProgram, uniform_value
 from .base import Simulation
 from .operators import NumbaELM
 from .spins import NumbaSpins
@@ -48,63 +48,110 @@ def _clip(x, lo, hi):
 '''
 
 
-def _neuron_kernel(p: PopulationProgram, reset_mode: str) -> str:
-    """Source of a kernel for one neuron model: integrate, threshold and reset all neurons.
+def _kernel_names(p: PopulationProgram) -> list[str]:
+    """Constants the neuron kernel reads (updates, threshold, reset, port scales), in order."""
+    used: set[str] = set()
+    for e in (*p.updates.values(), p.threshold, *(s.value for s in p.reset)):
+        if e is not None:
+            used |= set(e.names)
+    used |= {scale for _, scale in p.ports.values()}
+    return [k for k in p.constants if k in used]
 
-    It depends on the model's lowered code only (not on sizes or values), so populations of one
-    model share it, across networks too.
+
+def _neuron_kernel(
+    p: PopulationProgram,
+    reset_mode: str,
+    scalars: frozenset[str] = frozenset(),
+    driven: frozenset[str] = frozenset(),
+) -> str:
+    """Source of a kernel for one neuron model: deliver, integrate, threshold and reset.
+
+    Constants in ``scalars`` (uniform over the group, and ``refsteps``) are scalar arguments,
+    the others per-neuron arrays; input variables not in ``driven`` are the literal 0.0 (what an
+    undriven input holds). The text depends on the model's lowered code and on these two sets,
+    not on sizes or values, so populations of one model share it, across networks too.
+
+    Delivery: the neurons that received events for this slot are listed in ``touch`` (the
+    whole slot is delivered densely when the list overflowed); the dense pass then adds
+    ``0.0 * scale`` for every port, which is what delivering an empty ring entry adds, so every
+    neuron computes ``var + ring * scale`` with the same bits as a dense delivery (for a listed
+    neuron the second ``+ 0.0 * scale`` is exact, the sum being a non-zero or +0.0 unless a
+    product underflows to -0.0). The per-neuron loop is branch-free (selects), so LLVM
+    vectorises it.
     """
-    state, consts, inputs = list(p.state), list(p.constants), list(p.inputs)
+    state, inputs = list(p.state), list(p.inputs)
+    consts = _kernel_names(p)
 
-    def name(n: str) -> str:
+    def const(k: str, idx: str) -> str:
+        return f"c_{k}" if k in scalars else f"c_{k}[{idx}]"
+
+    def local(n: str) -> str:
         if n in p.state:
-            return f"s_{n}[i]"
+            return f"x_{n}"
         if n in p.inputs:
-            return f"in_{n}[row_{n}, i]"
-        return f"c_{n}[i]"
+            return f"in_{n}[step, i]" if n in driven else "0.0"
+        return const(n, "i")
 
-    pr = Printer(name, _FUNCS, "scalar")
+    pr = Printer(local, _FUNCS, "scalar")
     args = [
         "step",
+        "slot",
         "spk",
         "ref",
         "refsteps",
         *[f"s_{v}" for v in state],
         *[f"c_{k}" for k in consts],
-        *[f"in_{v}" for v in inputs],
-        *[f"stride_{v}" for v in inputs],
+        *[f"in_{v}" for v in inputs if v in driven],
+        *[f"{x}_{port}" for port in p.ports for x in ("ring", "touch", "n_touch")],
     ]
+    refsteps = "refsteps" if "refsteps" in scalars else "refsteps[i]"
     c = SourceWriter()
-    c(f"@numba.njit(cache=True, nogil=True)\ndef kernel({', '.join(args)}):")
+    c("@numba.njit(cache=True, nogil=True, error_model='numpy')")
+    c(f"def kernel({', '.join(args)}):")
     with c.block():
-        for v in inputs:
-            c(f"row_{v} = step * stride_{v}")
+        for port, (var, scale) in p.ports.items():
+            c(f"# deliver port {port}: the listed neurons, or all of them after an overflow")
+            c(f"nt = n_touch_{port}[slot]")
+            c(f"if nt <= touch_{port}.shape[1]:")
+            with c.block():
+                c("for m in range(nt):")
+                with c.block():
+                    c(f"i = touch_{port}[slot, m]")
+                    c(f"s_{var}[i] += ring_{port}[slot, i] * {const(scale, 'i')}")
+                    c(f"ring_{port}[slot, i] = 0.0")
+            c("else:")
+            with c.block():
+                c("for i in range(spk.shape[0]):")
+                with c.block():
+                    c(f"s_{var}[i] += ring_{port}[slot, i] * {const(scale, 'i')}")
+                    c(f"ring_{port}[slot, i] = 0.0")
+            c(f"n_touch_{port}[slot] = 0")
         c("for i in range(spk.shape[0]):")
         with c.block():
+            for v in state:
+                c(f"x_{v} = s_{v}[i]")
+            for port, (var, scale) in p.ports.items():
+                c(f"x_{var} = x_{var} + 0.0 * {const(scale, 'i')}  # empty ring entry ({port})")
             if reset_mode == "next_step" and p.reset:
-                c("if spk[i]:")
-                with c.block():
-                    _assign(c, p.reset, pr)
-            c("refr = ref[i] > 0")
-            c("if refr:")
-            with c.block():
-                c("ref[i] -= 1")
+                c("prev = spk[i]")
+                for st in p.reset:
+                    c(f"x_{st.target} = {pr(st.value)} if prev else x_{st.target}")
+            c("r = ref[i]")
+            c("refr = r > 0")
+            c("ready = r <= 0  # (not refr) as a plain bool, for a branch-free '&' below")
+            c("r = r - 1 if refr else r")
             for v, e in p.updates.items():
                 c(f"new_{v} = {pr(e)}")
             for v in p.updates:
-                if v in p.clamped:
-                    c("if not refr:")
-                    with c.block():
-                        c(f"{name(v)} = new_{v}")
-                else:
-                    c(f"{name(v)} = new_{v}")
-            c("s = False" if p.threshold is None else f"s = (not refr) and {pr(p.threshold)}")
+                c(f"x_{v} = x_{v} if refr else new_{v}" if v in p.clamped else f"x_{v} = new_{v}")
+            c("s = False" if p.threshold is None else f"s = ready & {pr(p.threshold)}")
             c("spk[i] = s")
-            c("if s:")
-            with c.block():
-                if reset_mode == "same_step":
-                    _assign(c, p.reset, pr)
-                c("ref[i] = refsteps[i]")
+            if reset_mode == "same_step":
+                for st in p.reset:
+                    c(f"x_{st.target} = {pr(st.value)} if s else x_{st.target}")
+            c(f"ref[i] = {refsteps} if s else r")
+            for v in state:
+                c(f"s_{v}[i] = x_{v}")
     return "\n".join(c.lines)
 
 
@@ -194,26 +241,45 @@ class _Group:
     """Populations that share one neuron kernel, laid out as one set of contiguous arrays."""
 
     name: str
-    kernel: str  # kernel module alias
+    key: str  # the model's kernel source with every constant an array (the grouping key)
     populations: list[PopulationProgram]
     offsets: dict[str, int]  # population -> first index inside the group
     lo: int  # first index in the global spike vector
     size: int
+    constants: list[str]  # constants the kernel reads
+    scalars: frozenset[str]  # of those (and "refsteps"), the ones uniform over the group
+    values: dict[str, Any]  # name -> array over the group, or its scalar when uniform
+    ref_dtype: type  # refractory counters: int32 unless a period needs more
 
 
-def _layout(prog, reset_mode: str, kernel) -> tuple[list[_Group], dict[str, int], int, int]:
+def _layout(prog, reset_mode: str) -> tuple[list[_Group], dict[str, int], int, int]:
     """Group populations by neuron kernel; global spike index: groups first, then sources."""
-    by_source: dict[str, list[PopulationProgram]] = {}
+    by_key: dict[str, list[PopulationProgram]] = {}
     for p in prog.populations.values():
         if not p.spike_source:
-            by_source.setdefault(_neuron_kernel(p, reset_mode), []).append(p)
+            by_key.setdefault(_neuron_kernel(p, reset_mode), []).append(p)
     groups, where, lo = [], {}, 0
-    for g, (src, pops) in enumerate(by_source.items()):
+    for g, (key, pops) in enumerate(by_key.items()):
         offsets, size = {}, 0
         for p in pops:
             offsets[p.name], where[p.name] = size, lo + size
             size += p.size
-        groups.append(_Group(f"G{g}", kernel(src), pops, offsets, lo, size))
+        consts = _kernel_names(pops[0])
+        values: dict[str, Any] = {k: np.concatenate([p.constants[k] for p in pops]) for k in consts}
+        refsteps = np.concatenate([p.refractory_steps for p in pops])
+        top = refsteps.max() if refsteps.size else 0
+        ref_dtype = np.int16 if top < 2**15 - 1 else np.int32 if top < 2**31 - 1 else np.int64
+        values["refsteps"] = refsteps.astype(ref_dtype)
+        scalars = set()
+        for k, arr in values.items():
+            u = uniform_value(arr)
+            if u is not None:
+                values[k], scalars = u, scalars | {k}
+        groups.append(
+            _Group(
+                f"G{g}", key, pops, offsets, lo, size, consts, frozenset(scalars), values, ref_dtype
+            )
+        )
         lo += size
     src_lo = lo
     for p in prog.populations.values():
@@ -223,14 +289,28 @@ def _layout(prog, reset_mode: str, kernel) -> tuple[list[_Group], dict[str, int]
     return groups, where, src_lo, lo
 
 
-def generate(
-    sim: NumbaSimulation,
-) -> tuple[str, list[str], dict[str, str], list[_Group], dict[str, int], int, int]:
-    """Sources of the driver and its kernels, the driver's argument names and the layout.
+def _touch_capacity(size: int) -> int:
+    """Events per slot and port delivered one by one; more are delivered by a dense pass
+    (streaming ``size`` entries costs about as much as scattering size / 16)."""
+    return max(16, size // 16)
 
+
+def _single_delay(q) -> int | None:
+    """The one delay (steps) of a projection whose synapses all share it, else None."""
+    if len(q.delays) > 1:
+        return None
+    return q.delays[0] if q.delays else 1
+
+
+def generate(
+    sim: NumbaSimulation, driven: frozenset[tuple[str, str]] = frozenset()
+) -> tuple[str, list[str], dict[str, str]]:
+    """Sources of the driver and its kernels and the driver's argument names.
+
+    ``driven`` holds the (group, input variable) pairs with an external current in this run.
     Kernels are keyed by their source and shared between populations and networks; the driver
-    only calls kernels and takes every size and offset as an argument, so it is shared by all
-    networks of the same structure and compiles quickly.
+    only calls kernels and takes every size, offset and uniform constant as an argument, so it
+    is shared by all networks of the same structure and compiles quickly.
     """
     prog = sim.program
     assert prog.phases == PHASES, "lowering phases changed: update the numba generator"
@@ -242,38 +322,42 @@ def generate(
         kernels[alias] = source
         return alias
 
-    groups, where, src_lo, n_total = _layout(prog, prog.reset_mode, kernel)
-    args: list[str] = ["n_steps", "t0", "buf_len", "spk", "rec", "src", "src_lo", "src_hi"]
+    groups = sim._groups
+    args: list[str] = ["n_steps", "t0", "buf_len", "spk", "spikes", "src", "src_lo", "src_hi"]
     c = SourceWriter()
-    deliver, neurons, plasticity, propagate, record = [], [], [], [], []
+    neurons, plasticity, propagate, record = [], [], [], []
     for g in groups:
         p0 = g.populations[0]
         G = g.name
-        args += [f"{G}__lo", f"{G}__hi", f"{G}__ref", f"{G}__refsteps"]
-        args += [f"{G}__{v}" for v in p0.state] + [f"{G}__c_{k}" for k in p0.constants]
-        args += [f"{G}__in_{v}" for v in p0.inputs] + [f"{G}__in_stride_{v}" for v in p0.inputs]
-        args += [f"{G}__ring_{port}" for port in p0.ports]
-        for port, (var, scale) in p0.ports.items():
-            deliver.append(f"K.deliver({G}__{var}, {G}__ring_{port}, slot, {G}__c_{scale})")
+        ins = frozenset(v for v in p0.inputs if (G, v) in driven)
+        src = _neuron_kernel(p0, prog.reset_mode, g.scalars, ins)
         kargs = [
-            f"spk[{G}__lo:{G}__hi]",
             f"{G}__ref",
             f"{G}__refsteps",
             *[f"{G}__{v}" for v in p0.state],
-            *[f"{G}__c_{k}" for k in p0.constants],
-            *[f"{G}__in_{v}" for v in p0.inputs],
-            *[f"{G}__in_stride_{v}" for v in p0.inputs],
+            *[f"{G}__c_{k}" for k in g.constants],
+            *[f"{G}__in_{v}" for v in p0.inputs if v in ins],
+            *[f"{G}__{x}_{port}" for port in p0.ports for x in ("ring", "touch", "n_touch")],
         ]
-        neurons.append(f"{g.kernel}.kernel(step, {', '.join(kargs)})")
+        args += [f"{G}__lo", f"{G}__hi", *kargs]
+        call = f"step, slot, spk[{G}__lo:{G}__hi], {', '.join(kargs)}"
+        neurons.append(f"{kernel(src)}.kernel({call})")
+        neurons.append(f"n = K.gather_spikes(spk, {G}__lo, {G}__hi, spikes, n)")
     group_of = {p.name: g for g in groups for p in g.populations}
     for q in prog.projections.values():
         Q = f"Q_{q.name}"
-        args += [f"{Q}__{a}" for a in ("pre_lo", "pre_hi", "indptr", "post_in_group", "delay", "w")]
-        ring = f"{group_of[q.post].name}__ring_{q.port}"
-        propagate.append(
-            f"K.propagate(spk[{Q}__pre_lo:{Q}__pre_hi], {Q}__indptr, "
-            f"{Q}__post_in_group, {Q}__delay, {Q}__w, {ring}, t)"
-        )
+        G = group_of[q.post].name
+        ring = f"{G}__ring_{q.port}, {G}__touch_{q.port}, {G}__n_touch_{q.port}"
+        common = f"spikes, n, {Q}__pre_lo, {Q}__pre_hi, {Q}__indptr, {Q}__post_in_group"
+        args += [f"{Q}__{a}" for a in ("pre_lo", "pre_hi", "indptr", "post_in_group", "w")]
+        if _single_delay(q) is not None:
+            args.append(f"{Q}__d")
+            propagate.append(
+                f"K.propagate_list_slot({common}, {Q}__w, {ring}, (t + {Q}__d) % buf_len)"
+            )
+        else:
+            args.append(f"{Q}__delay")
+            propagate.append(f"K.propagate_list({common}, {Q}__delay, {Q}__w, {ring}, t)")
         if q.plasticity is not None:
             pl = q.plasticity
             args += [
@@ -289,6 +373,9 @@ def generate(
                 *[f"{Q}__c_{k}" for k in pl.constants],
             ]
             plasticity.append(f"{kernel(_plasticity_kernel(pl))}.kernel({', '.join(kargs)})")
+    for r in range(len(prog.spike_probes)):
+        args += [f"S_{r}__rec", f"S_{r}__lo", f"S_{r}__hi"]
+        record.append(f"K.record_list(S_{r}__rec, step, spikes, n, S_{r}__lo, S_{r}__hi)")
     for r in range(len(prog.state_probes)):
         args += [f"R_{r}__data", f"R_{r}__var", f"R_{r}__idx"]
         record.append(f"K.record_state(R_{r}__data, step, R_{r}__var, R_{r}__idx)")
@@ -299,12 +386,11 @@ def generate(
         with c.block():
             c("t = t0 + step")
             c("slot = t % buf_len")
-            for line in deliver:  # deliver
+            c("n = 0  # spikes of this step: ascending global indices in spikes[:n]")
+            for line in neurons:  # deliver, (reset_prev), integrate, threshold, reset
                 c(line)
-            c("K.copy_source(spk[src_lo:src_hi], src, step)")
-            for line in neurons:  # (reset_prev), integrate,
-                c(line)  # threshold, reset
-            c("K.record_spikes(rec, step, spk)")
+            if sim._n_total > sim._src_lo:
+                c("n = K.source_spikes(spk, src, step, src_lo, spikes, n)")
             for line in plasticity + propagate + record:  # plasticity, propagate, record
                 c(line)
     imports = "".join(f"import {_module_name(src)} as {alias}\n" for alias, src in kernels.items())
@@ -316,7 +402,7 @@ def generate(
         + "\n".join(c.lines)
         + "\n"
     )
-    return driver, args, kernels, groups, where, src_lo, n_total
+    return driver, args, kernels
 
 
 def _module_name(source: str) -> str:
@@ -343,48 +429,68 @@ class NumbaSimulation(Simulation):
     """Simulation on the CPU with a generated, jitted time loop (float64, one thread).
 
     Populations of one neuron model are stored as one set of arrays and updated by one kernel
-    call per step; spikes live in one global vector (groups first, then spike sources).
+    call per step; spikes live in one global vector (groups first, then spike sources) and, per
+    step, in an ascending list of global indices that propagation and recording walk. The driver
+    is generated per set of driven input variables (an undriven input is the literal 0.0), on
+    first use.
     """
 
     backend = "numba"
 
     def __init__(self, net, **options: Any) -> None:
         super().__init__(net, **options)
-        (
-            self.source,
-            self._argnames,
-            kernels,
-            self._groups,
-            self._where,
-            self._src_lo,
-            self._n_total,
-        ) = generate(self)
-        for kernel_source in kernels.values():
-            _load(kernel_source)
-        self._fn = _load(self.source).run
-        self._spin_nodes = [NumbaSpins(sp) for sp in self.program.spins.values()]
-        self._operators = {n: NumbaELM(op) for n, op in self.program.operators.items()}
+        prog = self.program
+        self._groups, self._where, self._src_lo, self._n_total = _layout(prog, prog.reset_mode)
+        self._variants: dict[frozenset[tuple[str, str]], tuple[Any, list[str], str]] = {}
+        self._variant(self._driven(prog.currents))
+        self._spin_nodes = [NumbaSpins(sp) for sp in prog.spins.values()]
+        self._operators = {n: NumbaELM(op) for n, op in prog.operators.items()}
         self._reset()
+
+    def _driven(self, currents) -> frozenset[tuple[str, str]]:
+        return frozenset(
+            (g.name, v)
+            for g in self._groups
+            for p in g.populations
+            for v in p.inputs
+            if (p.name, v) in currents
+        )
+
+    def _variant(self, driven: frozenset[tuple[str, str]]) -> tuple[Any, list[str], str]:
+        """The driver for this set of driven inputs (generated and imported on first use)."""
+        if driven not in self._variants:
+            source, argnames, kernels = generate(self, driven)
+            for kernel_source in kernels.values():
+                _load(kernel_source)
+            self._variants[driven] = (_load(source).run, argnames, source)
+        self.source = self._variants[driven][2]
+        return self._variants[driven]
 
     def _reset(self) -> None:
         prog = self.program
         L = prog.buffer_length()
         a: dict[str, Any] = {
-            "spk": np.zeros(self._n_total, dtype=np.bool_),
+            # padded to whole 64-bit words: gather_spikes reads the flags 8 at a time
+            "spk": np.zeros(-(-self._n_total // 8) * 8, dtype=np.bool_),
+            "spikes": np.zeros(self._n_total, dtype=np.int64),
             "src_lo": self._src_lo,
             "src_hi": self._n_total,
         }
         for g in self._groups:
             G, p0 = g.name, g.populations[0]
             a[f"{G}__lo"], a[f"{G}__hi"] = g.lo, g.lo + g.size
-            a[f"{G}__ref"] = np.zeros(g.size, dtype=np.int64)
-            a[f"{G}__refsteps"] = np.concatenate([p.refractory_steps for p in g.populations])
+            a[f"{G}__ref"] = np.zeros(g.size, dtype=g.ref_dtype)
+            a[f"{G}__refsteps"] = g.values["refsteps"]
             for v in p0.state:
                 a[f"{G}__{v}"] = np.concatenate([p.state[v] for p in g.populations])
-            for k in p0.constants:
-                a[f"{G}__c_{k}"] = np.concatenate([p.constants[k] for p in g.populations])
+            for k in g.constants:
+                a[f"{G}__c_{k}"] = g.values[k]
             for port in p0.ports:
                 a[f"{G}__ring_{port}"] = np.zeros((L, g.size))
+                # per slot, the neurons with events due (int32: sizes < 2**31); past the
+                # capacity a dense pass over the slot is cheaper than the scattered one
+                a[f"{G}__touch_{port}"] = np.zeros((L, _touch_capacity(g.size)), dtype=np.int32)
+                a[f"{G}__n_touch_{port}"] = np.zeros(L, dtype=np.int64)
         group_of = {p.name: g for g in self._groups for p in g.populations}
         for q in prog.projections.values():
             Q = f"Q_{q.name}"
@@ -395,8 +501,9 @@ class NumbaSimulation(Simulation):
                     f"{Q}__pre_lo": pre_lo,
                     f"{Q}__pre_hi": pre_lo + len(q.indptr) - 1,
                     f"{Q}__indptr": q.indptr,
-                    f"{Q}__delay": q.delay,
-                    f"{Q}__post_in_group": q.post_index + post_g.offsets[q.post],
+                    f"{Q}__delay": q.delay.astype(np.int32),
+                    f"{Q}__d": _single_delay(q) or 0,
+                    f"{Q}__post_in_group": (q.post_index + post_g.offsets[q.post]).astype(np.int32),
                     f"{Q}__w": q.weight.copy(),
                 }
             )
@@ -419,6 +526,9 @@ class NumbaSimulation(Simulation):
                     a[f"{Q}__tr_{t}"] = np.zeros(prog.populations[q.post].size)
                 for k, x in pl.constants.items():
                     a[f"{Q}__c_{k}"] = x
+        for r, name in enumerate(prog.spike_probes):
+            a[f"S_{r}__lo"] = self._where[name]
+            a[f"S_{r}__hi"] = self._where[name] + prog.populations[name].size
         for r, (pop, var, idx) in enumerate(prog.state_probes):
             g = group_of[pop]
             a[f"R_{r}__var"] = a[f"{g.name}__{var}"]
@@ -428,7 +538,7 @@ class NumbaSimulation(Simulation):
     def _run(self, steps, spikes, currents):
         prog = self.program
         a = self._arrays
-        a["rec"] = rec = np.zeros((steps, self._n_total), dtype=np.bool_)
+        fn, argnames, _ = self._variant(self._driven(currents))
         a["src"] = np.zeros((steps, self._n_total - self._src_lo), dtype=np.bool_)
         for name, raster in spikes.items():
             lo = self._where[name] - self._src_lo
@@ -436,24 +546,28 @@ class NumbaSimulation(Simulation):
         for g in self._groups:
             for v in g.populations[0].inputs:
                 driven = [p for p in g.populations if (p.name, v) in currents]
-                drive = np.zeros((steps if driven else 1, g.size))
-                for p in driven:
-                    off = g.offsets[p.name]
-                    drive[:, off : off + p.size] = currents[(p.name, v)]
-                a[f"{g.name}__in_{v}"] = drive
-                a[f"{g.name}__in_stride_{v}"] = 1 if driven else 0
+                if driven:
+                    drive = np.zeros((steps, g.size))
+                    for p in driven:
+                        off = g.offsets[p.name]
+                        drive[:, off : off + p.size] = currents[(p.name, v)]
+                    a[f"{g.name}__in_{v}"] = drive
+        out = {}
+        for r, name in enumerate(prog.spike_probes):
+            # written only where a spike is: np.zeros maps untouched pages lazily
+            out[name] = a[f"S_{r}__rec"] = np.zeros(
+                (steps, prog.populations[name].size), dtype=np.bool_
+            )
         data = []
         for r, (_, _, idx) in enumerate(prog.state_probes):
             data.append(np.zeros((steps, idx.size)))
             a[f"R_{r}__data"] = data[-1]
-        self._fn(steps, self.t, prog.buffer_length(), *[a[k] for k in self._argnames[3:]])
+        fn(steps, self.t, prog.buffer_length(), *[a[k] for k in argnames[3:]])
+        for r in range(len(prog.spike_probes)):
+            del a[f"S_{r}__rec"]
         state = {
             f"{pop}.{var}": d for (pop, var, _), d in zip(prog.state_probes, data, strict=True)
         }
-        out = {}
-        for name in prog.spike_probes:
-            lo = self._where[name]
-            out[name] = rec[:, lo : lo + prog.populations[name].size].copy()
         return out, state
 
     @property
