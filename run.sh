@@ -2,6 +2,9 @@
 # One entry point for set-up and the two everyday jobs.
 #   bash run.sh demo   create .venv, install neuromem, replay the CA3 stress testbench (results + figure)
 #   bash run.sh test   create .venv, install neuromem, run the default (fast) test suite
+#   bash run.sh extras install the optional peers: Lava, PyNN + NEST + sPyNNaker, NIR + Norse,
+#                      snnTorch + SpikingJelly (their tests are skipped, with a reason, without them)
+#   bash run.sh bench  run every benchmark in benchmarks/ (results in benchmarks/results/)
 # NEUROMEM_DATA must name the data directory (e.g. ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,5 +25,21 @@ shift || true
 case "$job" in
   demo) exec .venv/bin/neuromem run ca3_cam "$@" ;;
   test) exec .venv/bin/python -m pytest "$@" ;;
-  *) echo "usage: bash run.sh demo|test [args]" >&2; exit 2 ;;
+  extras)
+    pip=(.venv/bin/python -m pip install -q -c constraints.txt)
+    "${pip[@]}" -e '.[dev,hardware,bench]'
+    # spikingjelly 2.0 declares torchaudio and tensorboard, which its torch backend does not use
+    # (and torchaudio would replace the CPU torch); lava-nc 0.10 declares Python < 3.11 and
+    # numpy < 2: neuromem.hardware._lava_compat makes it import on 3.11, and the parts
+    # neuromem uses run with numpy 2.3 (tests/test_hardware_lava.py).
+    "${pip[@]}" --no-deps spikingjelly==2.0.0
+    "${pip[@]}" --no-deps --ignore-requires-python lava-nc==0.10.0
+    ;;
+  bench)
+    for b in cuba snn_training hopfield_retrieval glauber_spins elm_forward_backward; do
+      echo "== benchmarks/$b.py $*"
+      .venv/bin/python "benchmarks/$b.py" "$@"
+    done
+    ;;
+  *) echo "usage: bash run.sh demo|test|extras|bench [args]" >&2; exit 2 ;;
 esac

@@ -111,10 +111,12 @@ def _check_populations(net: Network, prof: HardwareProfile, report: CompileRepor
     t, dt = prof.target, net.discretization.dt
     for pop in net.populations:
         supported = pop.model.name in prof.neuron_models
+        # spike sources are host-fed on Loihi, but occupy cores on SpiNNaker
+        on_cores = not pop.model.spike_source or prof.raw.get("spike_sources_use_cores", False)
         cores = (
-            None
-            if prof.neurons_per_core is None or pop.model.spike_source
-            else math.ceil(pop.size / prof.neurons_per_core)
+            math.ceil(pop.size / prof.neurons_per_core)
+            if prof.neurons_per_core is not None and on_cores
+            else None
         )
         row: dict[str, Any] = {
             "name": pop.name,

@@ -29,6 +29,9 @@ class CompileReport:
         (``refuse``: cannot be compiled; ``warn``: compiled with a loss the user should see).
     differences : list of dict
         Semantic differences between the spec and the target (``element``, ``difference``).
+    placements : dict or None
+        The target toolchain's own mapping where one was run (e.g. sPyNNaker's virtual board):
+        ``source`` and, per population, ``cores`` as (x, y, p) and ``n_cores``.
     """
 
     target: str
@@ -40,6 +43,7 @@ class CompileReport:
     host: list[str] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
     differences: list[dict[str, Any]] = field(default_factory=list)
+    placements: dict[str, Any] | None = None
 
     @property
     def refusals(self) -> list[dict[str, Any]]:
@@ -93,6 +97,11 @@ class CompileReport:
             )
         lines.append("")
         lines.append(f"totals: {self.totals}")
+        if self.placements:
+            lines.append(f"placements ({self.placements.get('source', 'toolchain')}):")
+            for name, p in self.placements.get("populations", {}).items():
+                where = ", ".join(f"({c[0]}, {c[1]}, {c[2]})" for c in p.get("cores", []))
+                lines.append(f"  {name:<20} {p.get('n_cores', '?')} core(s): {where}")
         if self.host:
             lines.append("on the host: " + ", ".join(self.host))
         for f in self.findings:
