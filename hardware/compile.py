@@ -231,6 +231,21 @@ def _check_projections(
             )
         if prof.weights and n:
             _quantise_projection(proj, prof, largest[_group(proj, prof)], row, report)
+        row_limit = prof.raw.get("max_plastic_row_synapses")
+        if rule is not None and row_limit and prof.neurons_per_core and n:
+            # one row per pre neuron and post core: its synapse count is what the core stores
+            core = proj.post_index // prof.neurons_per_core
+            _, counts = np.unique(proj.pre_index * (core.max() + 1) + core, return_counts=True)
+            if counts.max() > row_limit:
+                report.findings.append(
+                    _finding(
+                        f"projection '{proj.name}'",
+                        t,
+                        f"{row_limit} synapses per plastic row",
+                        f"projection '{proj.name}': a pre neuron has {int(counts.max())} plastic "
+                        f"synapses onto one core, {t} holds {row_limit} per row",
+                    )
+                )
         report.projections.append(row)
     if prof.max_fan_in is not None:
         for pop in net.populations:

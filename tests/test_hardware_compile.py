@@ -112,6 +112,11 @@ def test_ca3_report_lists_cores_quantisation_and_host_plasticity(tmp_path):
             _net(1.0, pre_size=5000, post_size=1),
             r"receives 5000 synapses, loihi1 .* 4096",
         ),
+        (
+            "spinnaker1",
+            _net(1.0, plasticity=stdp_pair(), pre_size=2, post_size=255),
+            r"projection 'p': a pre neuron has 255 plastic synapses onto one core, .* 254 per row",
+        ),
     ],
 )
 def test_refusals_name_element_target_and_limit(target, net, match):
