@@ -412,6 +412,24 @@ def compile(  # noqa: A001 - the pipeline's name, as in neuromem.compile
             math.ceil(sum(cores) / prof.cores_per_chip) if prof.cores_per_chip and cores else None
         ),
     }
+    limit = prof.raw.get("routing_entries_per_chip")
+    if limit and prof.neurons_per_core:
+        # one routing key per source core (sPyNNaker's key-per-vertex allocation); a chip
+        # that every route crosses holds them all: an upper bound per chip
+        senders = {p.pre for p in net.projections}
+        entries = sum(r["cores"] or 0 for r in report.populations if r["name"] in senders)
+        report.totals["routing_entries_estimate"] = int(entries)
+        if entries > limit:
+            report.findings.append(
+                _finding(
+                    f"network '{net.name}'",
+                    prof.target,
+                    f"{limit} routing entries per chip",
+                    f"network '{net.name}': up to {entries} routing entries on one chip, "
+                    f"{prof.target} holds {limit} (the mapper may compress or spread them)",
+                    severity="warn",
+                )
+            )
     tgt = TARGETS.get(prof.emitter) if prof.emitter else None
     if tgt is not None:
         known = {f["message"] for f in report.findings}

@@ -93,6 +93,9 @@ def test_ca3_report_lists_cores_quantisation_and_host_plasticity(tmp_path):
     spin = compile(net, "spinnaker1", emit=False).report
     same_step = [d["element"] for d in spin.differences if "same-step" in d["difference"]]
     assert spin.ok and {f"projection '{n}'" for n in plastic} <= set(same_step)
+    # spike sources take a core on SpiNNaker; sPyNNaker's virtual board mapped CA3 5 x 10 on
+    # 10 cores with 9 routing entries (experiments/results/hardware_export.json)
+    assert spin.totals["cores"] == 10 and spin.totals["routing_entries_estimate"] == 9
 
 
 @pytest.mark.parametrize(
