@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import neuromem
+from neuromem.errors import SpecError
 from neuromem.models.ca3_cam import CA3Memory
 from neuromem.spec import (
+    CurrentInput,
     Discretization,
     Network,
     PoissonSpikes,
@@ -19,6 +21,7 @@ from neuromem.spec import (
     StateProbe,
     fixed_probability,
     if_curr_exp,
+    nir_lif,
     spike_source,
     stdp_pair,
 )
@@ -224,3 +227,192 @@ def test_cuda_matches_cpu():
     cpu = neuromem.compile(net, backend="torch").run(200).spikes["exc"]
     gpu = neuromem.compile(net, backend="torch", device="cuda").run(200).spikes["exc"]
     assert np.array_equal(cpu, gpu)
+
+
+# ------------------------------------------------------------------ schedules and fast paths
+def _layered_network(seed: int = 0) -> Network:
+    """Feed-forward: source -> IF_curr_exp (refractory, delays 1-3, two projections into one
+    port) -> NIR LIF; a state probe on the hidden layer."""
+    rng = np.random.default_rng(seed)
+    pre1, post1 = fixed_probability(40, 30, 0.5, seed=seed + 1)
+    pre1b, post1b = fixed_probability(40, 30, 0.2, seed=seed + 2)
+    pre2, post2 = fixed_probability(30, 6, 0.7, seed=seed + 3)
+    pops = (
+        Population("inp", 40, spike_source()),
+        Population("hid", 30, if_curr_exp(), {"tau_m": 10.0, "tau_refrac": 2.0}),
+        Population("out", 6, nir_lif(), {"tau": 8.0, "v_threshold": 0.5}),
+    )
+    projs = (
+        Projection(
+            "a",
+            "inp",
+            "hid",
+            pre1,
+            post1,
+            rng.uniform(1, 5, pre1.size),
+            rng.integers(1, 4, pre1.size),
+        ),
+        Projection("b", "inp", "hid", pre1b, post1b, rng.uniform(1, 5, pre1b.size), 2),
+        Projection("c", "hid", "out", pre2, post2, rng.uniform(0.1, 0.4, pre2.size)),
+    )
+    probes = (SpikeProbe("hid"), SpikeProbe("out"), StateProbe("hid", "v", (0, 3)))
+    return Network("layered", Discretization(dt=1.0), pops, projs, probes=probes)
+
+
+def test_layered_schedule_equals_step_schedule_with_gradients():
+    net = _layered_network()
+    x = (torch.rand(120, 40, generator=torch.Generator().manual_seed(3)) < 0.15).double()
+    res = {}
+    for schedule in ("step", "layered"):
+        sim = neuromem.compile(net, backend="torch", trainable=True, schedule=schedule)
+        # two chunks without reset: the ring buffer carries events across forward calls
+        outs = [sim({"inp": x[:70]}), sim({"inp": x[70:]})]
+        spikes = {p: torch.cat([o[p] for o in outs]) for p in ("hid", "out")}
+        (spikes["hid"].sum() + 3.0 * spikes["out"].sum()).backward()
+        res[schedule] = (spikes, {k: w.grad.clone() for k, w in sim.weights.items()})
+        if schedule == "layered":  # the fused backward was used for both populations
+            assert set(sim._pop_bwd) == {"hid", "out"} and not sim.fused_obstacles
+    (s_step, g_step), (s_lay, g_lay) = res["step"], res["layered"]
+    assert s_step["out"].sum() > 10 and s_step["hid"].sum() > 100
+    for p in ("hid", "out"):
+        assert torch.equal(s_step[p], s_lay[p]), p
+    for k in g_step:
+        assert g_step[k].abs().sum() > 0, k
+        torch.testing.assert_close(g_lay[k], g_step[k], rtol=1e-10, atol=1e-12)
+
+
+def test_layered_run_matches_numba_and_chunks():
+    net = _layered_network(seed=4)
+    x = np.random.default_rng(5).random((200, 40)) < 0.15
+    ref = neuromem.compile(net, backend="numba").run(200, {"inp": x})
+    sim = neuromem.compile(net, backend="torch", schedule="layered")
+    parts = [sim.run(80, {"inp": x[:80]}), sim.run(120, {"inp": x[80:]})]
+    for p in ("hid", "out"):
+        got = np.concatenate([r.spikes[p] for r in parts])
+        assert got.sum() > 0 and np.array_equal(got, ref.spikes[p]), p
+    v = np.concatenate([r.state["hid.v"] for r in parts])
+    np.testing.assert_allclose(v, ref.state["hid.v"], rtol=0, atol=1e-10)
+
+
+def test_layered_schedule_refuses_recurrent_and_plastic_networks():
+    with pytest.raises(SpecError, match="cycle"):
+        neuromem.compile(_recurrent_network(), backend="torch", schedule="layered")
+    with pytest.raises(SpecError, match="plastic"):
+        neuromem.compile(_random_network(n=50, n_in=10), backend="torch", schedule="layered")
+    with pytest.raises(SpecError, match="schedule"):
+        neuromem.compile(_layered_network(), backend="torch", schedule="fast")
+
+
+def _recurrent_network(n: int = 300, seed: int = 0) -> Network:
+    """Static recurrent IF_curr_exp network (excitatory and inhibitory ports, delays 1-4)."""
+    rng = np.random.default_rng(seed)
+    pre_in, post_in = fixed_probability(60, n, 0.1, seed=seed + 1)
+    pre_e, post_e = fixed_probability(n, n, 0.05, seed=seed + 2, allow_self=False)
+    pre_i, post_i = fixed_probability(n, n, 0.05, seed=seed + 3, allow_self=False)
+    pops = (
+        Population("inp", 60, spike_source(), stimulus=PoissonSpikes(30.0, seed=seed + 4)),
+        Population(
+            "exc", n, if_curr_exp(), {"tau_refrac": 2.0}, {"v": rng.uniform(-65.0, -52.0, n)}
+        ),
+    )
+    projs = (
+        Projection("in", "inp", "exc", pre_in, post_in, rng.uniform(0.5, 1.5, pre_in.size), 1),
+        Projection(
+            "e",
+            "exc",
+            "exc",
+            pre_e,
+            post_e,
+            rng.uniform(0, 0.6, pre_e.size),
+            rng.integers(1, 5, pre_e.size),
+        ),
+        Projection(
+            "i", "exc", "exc", pre_i, post_i, rng.uniform(0, 0.4, pre_i.size), 2, port="inh"
+        ),
+    )
+    probes = (SpikeProbe("exc"), StateProbe("exc", "v"), StateProbe("exc", "i_inh", (1, 2)))
+    return Network("recurrent", Discretization(dt=0.5), pops, projs, probes=probes)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_sparse_loop_bit_identical_to_numba_with_batches_and_chunks(engine):
+    net = _recurrent_network()
+    ref = neuromem.compile(net, backend="numba").run(400)
+    sim = neuromem.compile(net, backend="torch", cpu_engine=engine)
+    assert sim._sparse  # event-driven propagation, not the dense step path
+    parts = [sim.run(150), sim.run(250)]
+    spikes = np.concatenate([r.spikes["exc"] for r in parts])
+    assert spikes.sum() > 500 and np.array_equal(spikes, ref.spikes["exc"])
+    for key in ("exc.v", "exc.i_inh"):
+        got = np.concatenate([r.state[key] for r in parts])
+        np.testing.assert_array_equal(got, ref.state[key], err_msg=key)
+    batch = neuromem.compile(net, backend="torch", batch_size=2, cpu_engine=engine).run(400)
+    for b in range(2):
+        assert np.array_equal(batch.spikes["exc"][:, b], ref.spikes["exc"])
+        np.testing.assert_array_equal(batch.state["exc.v"][:, b], ref.state["exc.v"])
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_sparse_loop_float32_and_switching_to_autograd(engine):
+    net = _recurrent_network(n=150, seed=2)
+    sim = neuromem.compile(net, backend="torch", dtype=torch.float32, cpu_engine=engine)
+    whole = sim.run(300).spikes["exc"]
+    sim.reset()
+    parts = np.concatenate([sim.run(100).spikes["exc"], sim.run(200).spikes["exc"]])
+    assert whole.sum() > 0 and np.array_equal(whole, parts)
+    ref = neuromem.compile(net, backend="numba").run(300).spikes["exc"]
+    assert abs(int(whole.sum()) - int(ref.sum())) <= 0.05 * ref.sum()
+    # run (sparse loop) then forward (autograd step path) then run: state carried through
+    exact = neuromem.compile(net, backend="torch", trainable=True, cpu_engine=engine)
+    first = exact.run(100).spikes["exc"]
+    mid = exact(steps=100)["exc"]
+    assert mid.requires_grad
+    last = exact.run(100).spikes["exc"]
+    got = np.concatenate([first, mid[:, 0].detach().numpy().astype(bool), last])
+    ref_run = neuromem.compile(net, backend="numba").run(300).spikes["exc"]
+    assert np.array_equal(got, ref_run)
+
+
+def test_layered_next_step_reset_matches_numba_and_has_gradients():
+    base = _layered_network(seed=6)
+    net = Network(
+        base.name,
+        Discretization(dt=1.0, reset_mode="next_step"),
+        base.populations,
+        base.projections,
+        probes=base.probes,
+    )
+    x = np.random.default_rng(7).random((150, 40)) < 0.2
+    ref = neuromem.compile(net, backend="numba").run(150, {"inp": x})
+    sim = neuromem.compile(net, backend="torch", schedule="layered", trainable=True)
+    assert set(sim.fused_obstacles) == {"hid", "out"}  # next_step: per-step autograd graph
+    got = sim.run(150, {"inp": x})
+    assert ref.spikes["out"].sum() > 0
+    for p in ("hid", "out"):
+        assert np.array_equal(got.spikes[p], ref.spikes[p]), p
+    sim.reset()
+    out = sim({"inp": torch.as_tensor(x, dtype=torch.float64)})
+    assert np.array_equal(out["out"][:, 0].detach().numpy().astype(bool), ref.spikes["out"])
+    out["out"].sum().backward()
+    assert sim.weights["c"].grad.abs().sum() > 0
+
+
+def test_current_inputs_on_every_schedule_match_numba():
+    base = _layered_network(seed=8)
+    drive = np.random.default_rng(9).uniform(0.0, 2.0, (100, 30))
+    net = Network(
+        base.name,
+        base.discretization,
+        base.populations,
+        base.projections,
+        currents=(CurrentInput("hid", "i_ext", drive),),
+        probes=base.probes,
+    )
+    x = np.random.default_rng(10).random((150, 40)) < 0.05
+    extra = {"inp": x, "out.i_ext": np.full(6, 0.01)}
+    ref = neuromem.compile(net, backend="numba").run(150, extra)
+    assert ref.spikes["hid"][100:].sum() < ref.spikes["hid"][:100].sum()  # the drive acts
+    for options in ({}, {"schedule": "layered"}, {"schedule": "step"}, {"cpu_engine": "torch"}):
+        got = neuromem.compile(net, backend="torch", **options).run(150, extra)
+        for p in ("hid", "out"):
+            assert np.array_equal(got.spikes[p], ref.spikes[p]), (options, p)
