@@ -143,7 +143,8 @@ def network(n: int, c: dict[str, np.ndarray]):
         Discretization(dt=DT, integrator="exponential_euler"),
         (pop,),
         (exc, inh),
-        probes=(SpikeProbe("P"),),
+        # an event list (as Brian2's SpikeMonitor), O(spikes) memory, not a steps x N raster
+        probes=(SpikeProbe("P", format="events"),),
     )
 
 
@@ -163,7 +164,7 @@ def _worker_numba_first_run(n: int) -> dict:
     t2 = time.perf_counter()
     sim = neuromem.compile(net, backend="numba")
     t3 = time.perf_counter()
-    spikes = sim.run(STEPS).spikes["P"]
+    steps, _ = sim.run(STEPS).events["P"]
     t4 = time.perf_counter()
     return {
         "import_s": t1 - t0,
@@ -171,7 +172,7 @@ def _worker_numba_first_run(n: int) -> dict:
         "compile_s": t3 - t2,
         "run_s": t4 - t3,
         "in_process_total_s": t4 - t0,
-        "spikes": int(spikes.sum()),
+        "spikes": int(steps.size),
     }
 
 
@@ -301,39 +302,45 @@ def _stats(times: list[float]) -> dict:
     }
 
 
-def _timed_full_runs(sim, repeats: int, budget_s: float) -> tuple[list[float], np.ndarray]:
-    """Wall times of ``repeats`` full runs from reset (fewer if over budget), last raster."""
-    times, raster = [], None
+def _timed_full_runs(sim, repeats: int, budget_s: float) -> tuple[list[float], tuple]:
+    """Wall times of ``repeats`` full runs from reset (fewer if over budget), the last run's
+    events (steps, neurons)."""
+    times, events = [], None
     while len(times) < repeats:
         sim.reset()
         t = time.perf_counter()
-        raster = sim.run(STEPS).spikes["P"]
+        events = sim.run(STEPS).events["P"]
         times.append(time.perf_counter() - t)
         repeats = _budgeted(repeats, times[0], budget_s)
-    return times, raster
+    return times, events
+
+
+def _counts(events: tuple, n: int) -> np.ndarray:
+    """Spikes per neuron from (steps, neurons) events."""
+    return np.bincount(events[1], minlength=n)
 
 
 def _rate_hz(counts: np.ndarray, n: int) -> float:
     return float(np.sum(counts)) / n / (STEPS * DT / 1000.0)
 
 
-def _measure_numba(net, repeats: int, budget_s: float) -> tuple[dict, np.ndarray, object]:
+def _measure_numba(net, repeats: int, budget_s: float) -> tuple[dict, tuple, object]:
     import neuromem
 
     t = time.perf_counter()
     sim = neuromem.compile(net, backend="numba")
     sim.run(10)  # warm-up: loads or compiles the machine code
     warm = time.perf_counter() - t
-    times, raster = _timed_full_runs(sim, repeats, budget_s)
-    return {**_stats(times), "compile_and_warmup_s": warm}, raster, sim
+    times, events = _timed_full_runs(sim, repeats, budget_s)
+    return {**_stats(times), "compile_and_warmup_s": warm}, events, sim
 
 
-def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
+def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
     """Time the parts of the numba driver's step by replaying the recorded spikes through the
     same kernels in jitted loops (best of 3 each): the generated neuron kernel alone (its
     neurons fire on their own, El > Vt; no events), spike gathering, propagation from the
     spike lists (with the touch lists the kernel's delivery reads), delivery of those events,
-    and recording into a fresh raster (page faults included). The remainder is the driver's
+    and recording the event list. The remainder is the driver's
     own loop and the run call (input assembly, probes)."""
     import numba
 
@@ -343,8 +350,10 @@ def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
     a = sim._arrays
     g = sim._groups[0]
     p0 = g.populations[0]
-    steps, n = raster.shape
-    st, ix = np.nonzero(raster)
+    steps, n = STEPS, g.size
+    st, ix = events
+    raster = np.zeros((steps, n), np.bool_)  # for the gathering replay only
+    raster[st, ix] = True
     ptr = np.searchsorted(st, np.arange(steps + 1))
     ix = ix.astype(np.int64)
     kernel = nb._load(
@@ -365,9 +374,9 @@ def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
     ]
 
     @numba.njit
-    def kernel_loop(n_steps, spk, args):
+    def kernel_loop(n_steps, n_slots, spk, args):
         for t in range(n_steps):
-            kernel(t, t % 2, spk, *args)
+            kernel(t, t % n_slots, spk, *args)
 
     @numba.njit
     def gather_loop(raster, spikes):
@@ -406,10 +415,17 @@ def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
                 ring_i[s, j] = 0.0
 
     @numba.njit
-    def record_loop(rec, ix, ptr):
+    def record_loop(ev_steps, ev_neurons, count, n, ix, ptr):
         for t in range(ptr.shape[0] - 1):
             sp = ix[ptr[t] : ptr[t + 1]]
-            K.record_list(rec, t, sp, sp.shape[0], 0, rec.shape[1])
+            K.record_events(ev_steps, ev_neurons, count, t, sp, sp.shape[0], 0, n)
+
+    def record_args():
+        return (
+            np.empty(ix.size + n, np.int64),
+            np.empty(ix.size + n, np.int64),
+            np.zeros(1, np.int64),
+        )
 
     ne = n * 4 // 5
     e = (a["Q_E__indptr"], a["Q_E__post_in_group"], a["Q_E__w"])
@@ -418,7 +434,11 @@ def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
     def lists():
         out = []
         for port in ("exc", "inh"):
-            out += [np.zeros((2, n)), np.zeros_like(a[f"G0__touch_{port}"]), np.zeros(2, np.int64)]
+            out += [
+                np.zeros((2, n)),
+                np.zeros((2, a[f"G0__touch_{port}"].shape[1]), a[f"G0__touch_{port}"].dtype),
+                np.zeros(2, np.int64),
+            ]
         return out
 
     def fresh_kernel_args():
@@ -426,11 +446,12 @@ def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
         return tuple(sim._arrays[k] for k in names)
 
     spikes = np.zeros(n, np.int64)
-    kernel_loop(2, np.zeros(n, np.bool_), fresh_kernel_args())
+    n_slots = a["G0__ring_exc"].shape[0]  # the driver's ring length
+    kernel_loop(2, n_slots, np.zeros(n, np.bool_), fresh_kernel_args())
     gather_loop(raster[:2], spikes)
     propagate_loop(ix, ptr[:3], ne, n, e, i, *lists())
     deliver_loop(ix, ptr[:3], ne, n, e, i, *lists(), np.zeros(n), np.zeros(n))
-    record_loop(np.zeros((2, n), np.bool_), ix, ptr[:3])
+    record_loop(*record_args(), n, ix, ptr[:3])
 
     def best(fn, setup=lambda: (), k=3):
         out = []
@@ -443,7 +464,7 @@ def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
 
     t_run = best(lambda: sim.run(STEPS), setup=lambda: (sim.reset(), ())[1])
     t_kernel = best(
-        lambda args: kernel_loop(steps, np.zeros(n, np.bool_), args),
+        lambda args: kernel_loop(steps, n_slots, np.zeros(n, np.bool_), args),
         setup=lambda: (fresh_kernel_args(),),
     )
     t_gather = best(lambda: gather_loop(raster, spikes))
@@ -452,20 +473,20 @@ def _profile_numba(sim, raster: np.ndarray, c: dict[str, np.ndarray]) -> dict:
         lambda *ls: deliver_loop(ix, ptr, ne, n, e, i, *ls, np.zeros(n), np.zeros(n)),
         setup=lists,
     )
-    t_rec = best(lambda: record_loop(np.zeros((steps, n), np.bool_), ix, ptr))
+    t_rec = best(lambda *r: record_loop(*r, n, ix, ptr), setup=record_args)
     sim.reset()
     return {
-        "method": "kernels replayed in jitted loops from the recorded raster, best of 3 each; "
+        "method": "kernels replayed in jitted loops from the recorded events, best of 3 each; "
         "the parts overlap the run only approximately (caches, other dynamics for the kernel)",
         "sim_run_s": t_run,
         "neuron_kernel_alone_s (generated kernel, 10,000 steps, no events)": t_kernel,
         "gather_spikes_s": t_gather,
         "propagate_s (spike lists -> rings and touch lists)": t_prop,
         "propagate_and_scattered_delivery_s": t_deliv,
-        "record_spikes_s (incl. page faults of the fresh steps x N raster)": t_rec,
+        "record_spikes_s (event list)": t_rec,
         "rest_s (sim_run - kernel - gather - propagate/deliver - record)": t_run
         - (t_kernel + t_gather + t_deliv + t_rec),
-        "synaptic_events": int((raster.sum(0) * fan_out(n, c)).sum()),
+        "synaptic_events": int((_counts(events, n) * fan_out(n, c)).sum()),
         "neuron_updates": n * steps,
     }
 
@@ -520,9 +541,9 @@ def _measure_torch(
             f"cost, extrapolated to {STEPS} steps: a full run was estimated at {est:.0f} s "
             f"(> {budget_s:.0f} s budget)",
         }
-    times, raster = _timed_full_runs(sim, repeats, budget_s)
+    times, events = _timed_full_runs(sim, repeats, budget_s)
     del sim
-    return {**_stats(times), "compile_and_warmup_s": warm, "raster": raster}
+    return {**_stats(times), "compile_and_warmup_s": warm, "events": events}
 
 
 def measure(n: int, quick: bool, workdir: Path) -> dict:
@@ -580,10 +601,10 @@ def measure(n: int, quick: bool, workdir: Path) -> dict:
         counts,
     )
     # neuromem numba: warm simulation time
-    res, raster, sim = _measure_numba(net, repeats, budget)
-    row["numba"] = finish("neuromem numba", res, raster.sum(0))
-    row["numba"]["profile"] = _profile_numba(sim, raster, c)
-    del sim, raster
+    res, events, sim = _measure_numba(net, repeats, budget)
+    row["numba"] = finish("neuromem numba", res, _counts(events, n))
+    row["numba"]["profile"] = _profile_numba(sim, events, c)
+    del sim, events
     # neuromem numba: whole first run in a fresh process, cold and warm caches
     first: dict = {}
     for label, fresh_numba in (("cold", True), ("cold_neuromem_cache_only", False)):
@@ -619,9 +640,9 @@ def measure(n: int, quick: bool, workdir: Path) -> dict:
             row[key] = res
             print(f"  {key}: {res['skipped']}", flush=True)
             continue
-        r = res.pop("raster", None)
+        ev = res.pop("events", None)
         label = f"neuromem torch {dname}" + (" (torch ops)" if engine == "torch" else "")
-        row[key] = finish(label, res, None if r is None else r.sum(0))
+        row[key] = finish(label, res, None if ev is None else _counts(ev, n))
     # spike statistics against Brian2 (cython runtime is the reference)
     ref = row["brian2_cython"]["rate_hz"]
     checks = {}

@@ -269,6 +269,8 @@ class Program:
     spins: dict[str, SpinProgram] = field(default_factory=dict)
     operators: dict = field(default_factory=dict)  # name -> spec operator node (ELMNode)
     phases: tuple[str, ...] = field(default=PHASES)
+    # populations with an events spike probe: recorded as (step, neuron) lists, not rasters
+    event_probes: tuple[str, ...] = ()
 
     def buffer_length(self) -> int:
         """Ring-buffer slots: enough for the longest delay and the plasticity history."""
@@ -529,7 +531,11 @@ def lower(net: Network) -> Program:
         # an operator's input population is recorded too: the operator reads its spikes
         spike_probes=tuple(
             dict.fromkeys(
-                [pb.population for pb in net.probes if isinstance(pb, SpikeProbe)]
+                [
+                    pb.population
+                    for pb in net.probes
+                    if isinstance(pb, SpikeProbe) and pb.format == "raster"
+                ]
                 + [op.input for op in net.operators]
             )
         ),
@@ -537,4 +543,11 @@ def lower(net: Network) -> Program:
         max_delay=max_delay,
         spins=spins,
         operators={op.name: op for op in net.operators},
+        event_probes=tuple(
+            dict.fromkeys(
+                pb.population
+                for pb in net.probes
+                if isinstance(pb, SpikeProbe) and pb.format == "events"
+            )
+        ),
     )

@@ -260,3 +260,46 @@ def main(target: str = "cython") -> None:
 
 if __name__ == "__main__":
     main(*sys.argv[1:2])
+
+
+def test_events_probes_equal_rasters_on_every_backend():
+    """SpikeProbe(format="events") gives the nonzero entries of the raster (time order,
+    ascending neuron within a step) on numba, torch and brian2, over run calls and a reset."""
+    import dataclasses
+
+    net = random_network(300, 60, seed=3)
+    pops = tuple(pb.population for pb in net.probes)
+    net = dataclasses.replace(
+        net, probes=net.probes + tuple(SpikeProbe(p, format="events") for p in pops)
+    )
+    backends = [("numba", {}), ("brian2", {"target": "numpy"})]
+    try:
+        import torch  # noqa: F401
+
+        backends.append(("torch", {}))
+    except ImportError:
+        pass
+    reference = None
+    for backend, opts in backends:
+        sim = neuromem.compile(net, backend=backend, **opts)
+        for _ in range(2):
+            for steps in (37, 0, 150, 1):
+                res = sim.run(steps)
+                for p in pops if steps else ():
+                    nz = np.nonzero(res.spikes[p])
+                    assert all(
+                        np.array_equal(a, b) for a, b in zip(res.events[p], nz, strict=True)
+                    ), p
+            for p in pops:
+                nz = np.nonzero(sim.probes.spikes[p])
+                assert all(
+                    np.array_equal(a, b) for a, b in zip(sim.probes.events[p], nz, strict=True)
+                ), p
+            got = {p: sim.probes.events[p] for p in pops}
+            reference = reference or got
+            for p in pops:
+                assert all(
+                    np.array_equal(a, b) for a, b in zip(got[p], reference[p], strict=True)
+                ), backend
+            sim.reset()
+    assert reference["exc"][0].size > 10

@@ -494,3 +494,75 @@ def test_fixed_probability_memory_is_per_synapse_and_edges():
             fixed_probability(3, 3, bad, seed=0)
     with pytest.raises(SpecError, match="n_post"):
         fixed_probability(3, -1, 0.5, seed=0)
+
+
+# ------------------------------------------------------------------ events probes
+def _with_events(net: Network, pops: tuple[str, ...]) -> Network:
+    probes = net.probes + tuple(SpikeProbe(p, format="events") for p in pops)
+    return Network(net.name, net.discretization, net.populations, net.projections, probes=probes)
+
+
+def _assert_events_equal_raster(probes, pops):
+    for p in pops:
+        steps, neurons = probes.events[p]
+        assert steps.dtype == np.int64 and neurons.dtype == np.int64
+        r_steps, r_neurons = np.nonzero(probes.spikes[p])
+        assert np.array_equal(steps, r_steps) and np.array_equal(neurons, r_neurons), p
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(probes.spike_times(p), (steps, neurons), strict=True)
+        )
+
+
+@pytest.mark.parametrize("room", [None, 0])
+def test_events_probe_equals_raster_over_run_calls(monkeypatch, room):
+    """An events probe records exactly the raster's nonzero entries, in time order, over
+    several run calls (steps counted from the last reset) and after a reset; with no spare
+    room (room = 0) the buffers grow at almost every step without losing an event."""
+    import neuromem.backends.numba as nb
+
+    if room is not None:
+        monkeypatch.setattr(nb, "_EVENTS_MIN", room)
+    pops = ("in", "a", "b")
+    net = _with_events(_mixed_net(), pops)
+    sim = neuromem.compile(net, backend="numba")
+    first = None
+    for _ in range(2):
+        for steps in (30, 0, 170, 1, 99):
+            res = sim.run(steps)
+            if steps:
+                _assert_events_equal_raster(res, ("a", "b"))
+        _assert_events_equal_raster(sim.probes, ("a", "b"))
+        assert sim.probes.events["a"][0].size > 100 and sim.probes.n_steps == 300
+        first = first or {p: sim.probes.events[p] for p in pops}
+        assert all(
+            np.array_equal(x, y)
+            for p in pops
+            for x, y in zip(first[p], sim.probes.events[p], strict=True)
+        )
+        sim.reset()
+        assert sim.probes.events == {} and sim.probes.n_steps == 0
+
+
+def test_events_only_probe_records_no_raster():
+    net = _mixed_net()
+    events = Network(
+        net.name,
+        net.discretization,
+        net.populations,
+        net.projections,
+        probes=(SpikeProbe("a", "events"),),
+    )
+    res = neuromem.compile(events, backend="numba").run(200)
+    assert res.spikes == {} and set(res.events) == {"a"}
+    raster = _run_all(net)[0].spikes["a"]
+    assert all(
+        np.array_equal(x, y) for x, y in zip(res.spike_times("a"), np.nonzero(raster), strict=True)
+    )
+
+
+def test_bad_spike_probe_format_is_refused():
+    from neuromem.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"spike probe on 'a'.*'dense'.*'raster', 'events'"):
+        SpikeProbe("a", format="dense")

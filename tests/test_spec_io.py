@@ -95,6 +95,7 @@ def stimulus_network() -> Network:
         SpikeProbe("noise"),
         SpikeProbe("exc"),
         SpikeProbe("cuba"),
+        SpikeProbe("exc", format="events"),
         StateProbe("exc", "v"),
         StateProbe("exc", "i_exc", (0, 4, 9)),
         StateProbe("cuba", "i_syn"),
@@ -182,6 +183,7 @@ def test_loaded_network_runs_bit_identically(tmp_path, which):
     b, state_b = _run(back, steps, inputs)
     assert sum(int(r.sum()) for r in a.spikes.values()) > 0, "the test network is silent"
     assert_identical(a.spikes, b.spikes, "spikes")
+    assert_identical(a.events, b.events, "events")
     assert_identical(a.state, b.state, "state probes")
     assert_identical(state_a, state_b, "final state")
 
@@ -328,3 +330,21 @@ def test_load_revalidates(saved):
     np.savez(saved / "arrays.npz", **arrays)
     with pytest.raises(SpecError, match=r"projection 'il_cueCue': delay 0 steps"):
         load(saved)
+
+
+def test_spike_probe_format_round_trips_and_is_checked(tmp_path):
+    """The format of a spike probe is saved; a file without it (older saves) loads as a
+    raster probe, and a bad format in a hand-edited file is refused naming the probe."""
+    path = save(stimulus_network(), tmp_path / "x")
+    doc = json.loads((path / "network.json").read_text())
+    spikes = [pb for pb in doc["probes"] if pb["type"] == "spikes"]
+    assert [pb["format"] for pb in spikes] == ["raster"] * 3 + ["events"]
+    assert load(path).probes[3] == SpikeProbe("exc", format="events")
+    del spikes[0]["format"]
+    spikes[3]["format"] = "sparse"
+    (path / "network.json").write_text(json.dumps(doc))
+    with pytest.raises(SpecError, match=r"spike probe on 'exc': format 'sparse'"):
+        load(path)
+    spikes[3]["format"] = "events"
+    (path / "network.json").write_text(json.dumps(doc))
+    assert load(path).probes[0] == SpikeProbe("noise", format="raster")

@@ -260,6 +260,17 @@ def test_probe_of_undefined_population():
         _net(probes=(SpikeProbe("zz"),))
 
 
+@pytest.mark.parametrize("fmt", ["dense", "Events", None])
+def test_spike_probe_format_must_be_raster_or_events(fmt):
+    with pytest.raises(SpecError, match=r"spike probe on 'a': format .* not one of 'raster'"):
+        _net(probes=(SpikeProbe("a", format=fmt),))
+
+
+def test_spike_probe_formats_accepted():
+    net = _net(probes=(SpikeProbe("a"), SpikeProbe("a", format="events")))
+    assert [pb.format for pb in net.probes] == ["raster", "events"]
+
+
 def test_current_input_to_non_input_variable():
     with pytest.raises(
         SpecError,

@@ -416,3 +416,66 @@ def test_current_inputs_on_every_schedule_match_numba():
         got = neuromem.compile(net, backend="torch", **options).run(150, extra)
         for p in ("hid", "out"):
             assert np.array_equal(got.spikes[p], ref.spikes[p]), (options, p)
+
+
+# ------------------------------------------------------------------ events probes
+@pytest.mark.parametrize(
+    "which, options",
+    [
+        ("random", {}),
+        ("random", {"batch_size": 3}),
+        ("layered", {"schedule": "layered"}),
+        ("layered", {"schedule": "step"}),
+        ("layered", {"batch_size": 2, "schedule": "layered"}),
+        ("recurrent", {}),
+        ("recurrent", {"cpu_engine": "torch"}),
+        ("recurrent", {"batch_size": 2}),
+        ("recurrent_events_only", {}),
+        ("recurrent_events_only", {"cpu_engine": "torch"}),
+    ],
+)
+def test_events_probe_equals_raster_nonzero(which, options):
+    """SpikeProbe(format="events") on torch: the nonzero entries of the raster (batches:
+    (steps, batch, neuron) triples), over run calls and after a reset; with one batch element
+    the same events as numba. "events_only": no raster probe on the population (the sparse
+    numpy loop then records the spiking indices of each step, not a raster)."""
+    base = {
+        "random": lambda: _random_network(n=200, n_in=40),
+        "layered": _layered_network,
+        "recurrent": _recurrent_network,
+        "recurrent_events_only": _recurrent_network,
+    }[which]()
+    pops = tuple(pb.population for pb in base.probes if isinstance(pb, SpikeProbe))
+    events_only = which.endswith("events_only")
+    kept = tuple(pb for pb in base.probes if not (events_only and isinstance(pb, SpikeProbe)))
+    net = Network(
+        base.name,
+        base.discretization,
+        base.populations,
+        base.projections,
+        probes=kept + tuple(SpikeProbe(p, format="events") for p in pops),
+    )
+    x = np.random.default_rng(4).random((400, 40)) < 0.05
+    inputs = {"inp": x} if which == "layered" else {}
+    ref = neuromem.compile(net, backend="numba")
+    sim = neuromem.compile(net, backend="torch", **options)
+    for s in (ref, sim):
+        for lo, hi in ((0, 50), (50, 51), (51, 200)):
+            res = s.run(hi - lo, {k: v[lo:hi] for k, v in inputs.items()})
+            for p in pops if not events_only else ():
+                nz = np.nonzero(res.spikes[p])
+                assert all(np.array_equal(a, b) for a, b in zip(res.events[p], nz, strict=True))
+    for p in pops:
+        got = sim.probes.events[p]
+        assert all(a.dtype == np.int64 for a in got)
+        if not events_only:
+            nz = np.nonzero(sim.probes.spikes[p])
+            assert all(np.array_equal(a, b) for a, b in zip(got, nz, strict=True)), p
+        else:
+            assert sim.probes.spikes == {}
+        if options.get("batch_size", 1) == 1:
+            want = ref.probes.events[p]
+            assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)), p
+    assert sum(sim.probes.events[p][0].size for p in pops) > 20
+    sim.reset()
+    assert sim.probes.events == {} and sim.probes.n_steps == 0

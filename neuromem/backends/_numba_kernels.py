@@ -90,7 +90,7 @@ def propagate_list(spikes, n, pre_lo, pre_hi, indptr, post, delay, w, ring, touc
             break
         i = g - pre_lo
         for k in range(indptr[i], indptr[i + 1]):
-            s = base + delay[k]  # delay in [1, L - 1]: one subtraction instead of a modulo
+            s = base + delay[k]  # delay in [1, L]: one subtraction instead of a modulo
             if s >= n_slots:
                 s -= n_slots
             j = post[k]
@@ -123,6 +123,55 @@ def propagate_list_slot(spikes, n, pre_lo, pre_hi, indptr, post, w, ring, touch,
 
 
 @numba.njit(cache=True, nogil=True)
+def propagate_list_uniform(
+    spikes, n, pre_lo, pre_hi, indptr, post, delay, w, ring, touch, n_touch, t
+):
+    """``propagate_list`` for a projection whose synapses all have weight ``w`` (a scalar, so
+    the weights are not streamed from memory: the same additions, the same bits)."""
+    n_slots = ring.shape[0]
+    cap = touch.shape[1]
+    base = t % n_slots
+    for m in range(_first_at_least(spikes, n, pre_lo), n):
+        g = spikes[m]
+        if g >= pre_hi:
+            break
+        i = g - pre_lo
+        for k in range(indptr[i], indptr[i + 1]):
+            s = base + delay[k]
+            if s >= n_slots:
+                s -= n_slots
+            j = post[k]
+            ring[s, j] += w
+            c = n_touch[s]
+            if c < cap:
+                touch[s, c] = j
+            n_touch[s] = c + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def propagate_list_slot_uniform(
+    spikes, n, pre_lo, pre_hi, indptr, post, w, ring, touch, n_touch, s
+):
+    """``propagate_list_slot`` for a projection whose synapses all have weight ``w``."""
+    cap = touch.shape[1]
+    c = n_touch[s]
+    row = ring[s]
+    tl = touch[s]
+    for m in range(_first_at_least(spikes, n, pre_lo), n):
+        g = spikes[m]
+        if g >= pre_hi:
+            break
+        i = g - pre_lo
+        for k in range(indptr[i], indptr[i + 1]):
+            j = post[k]
+            row[j] += w
+            if c < cap:
+                tl[c] = j
+            c += 1
+    n_touch[s] = c
+
+
+@numba.njit(cache=True, nogil=True)
 def record_list(rec, step, spikes, n, lo, hi):
     """Spikes of this step with global index in [lo, hi) into the raster row ``step``."""
     for m in range(_first_at_least(spikes, n, lo), n):
@@ -130,6 +179,21 @@ def record_list(rec, step, spikes, n, lo, hi):
         if g >= hi:
             break
         rec[step, g - lo] = True
+
+
+@numba.njit(cache=True, nogil=True)
+def record_events(ev_steps, ev_neurons, count, step, spikes, n, lo, hi):
+    """Spikes of this step with global index in [lo, hi) appended as (step, neuron) pairs at
+    ``count[0]``; the driver leaves room for ``hi - lo`` events before every step."""
+    c = count[0]
+    for m in range(_first_at_least(spikes, n, lo), n):
+        g = spikes[m]
+        if g >= hi:
+            break
+        ev_steps[c] = step
+        ev_neurons[c] = g - lo
+        c += 1
+    count[0] = c
 
 
 # ------------------------------------------------------------------ Glauber spins

@@ -20,23 +20,52 @@ class Probes:
     Attributes
     ----------
     spikes : dict[str, np.ndarray]
-        Population -> bool raster of shape (steps, size) (a leading batch axis on torch batches).
+        Population -> bool raster of shape (steps, size) (torch batches: (steps, batch, size)),
+        for ``SpikeProbe(format="raster")``.
+    events : dict[str, tuple[np.ndarray, ...]]
+        Population -> (steps, neurons) int64 arrays of every spike in time order, ascending
+        neuron within a step, for ``SpikeProbe(format="events")``; steps count from the first
+        step recorded here. Torch batches: (steps, batch, neurons), ordered by step, batch,
+        neuron (what ``np.nonzero`` of the batch raster gives).
     state : dict[str, np.ndarray]
         ``"population.variable"`` -> values of shape (steps, recorded neurons).
+    n_steps : int
+        Steps recorded.
     """
 
     spikes: dict[str, np.ndarray] = field(default_factory=dict)
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    events: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
+    n_steps: int = 0
 
-    def append(self, spikes: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> None:
+    def append(
+        self,
+        spikes: dict[str, np.ndarray],
+        state: dict[str, np.ndarray],
+        events: dict[str, tuple[np.ndarray, ...]] | None = None,
+        steps: int = 0,
+    ) -> None:
+        """Append ``steps`` steps of records; event steps are relative to their first step."""
         for store, new in ((self.spikes, spikes), (self.state, state)):
             for k, v in new.items():
                 store[k] = v if k not in store else np.concatenate([store[k], v], axis=0)
+        for k, (t, *rest) in (events or {}).items():
+            new = (np.asarray(t, dtype=np.int64) + self.n_steps, *rest)
+            old = self.events.get(k)
+            self.events[k] = (
+                new
+                if old is None
+                else tuple(np.concatenate([a, b]) for a, b in zip(old, new, strict=True))
+            )
+        self.n_steps += steps
 
-    def spike_times(self, population: str) -> tuple[np.ndarray, np.ndarray]:
-        """(steps, neuron indices) of every recorded spike of ``population``."""
-        steps, neurons = np.nonzero(self.spikes[population])
-        return steps, neurons
+    def spike_times(self, population: str) -> tuple[np.ndarray, ...]:
+        """(steps, neuron indices) of every recorded spike of ``population``: the events of an
+        events probe, else the nonzero entries of the raster (torch batches: (steps, batch,
+        neurons))."""
+        if population in self.events and population not in self.spikes:
+            return self.events[population]
+        return np.nonzero(self.spikes[population])
 
 
 class Simulation:
@@ -153,7 +182,7 @@ class Simulation:
                     k: (np.asarray(v)[done : done + n] if np.ndim(v) == 2 else v)
                     for k, v in inputs.items()
                 }
-                spikes, state = self._run(
+                spikes, state, *ev = self._run(
                     n, self._spike_inputs(n, sub), self._current_inputs(n, sub)
                 )
                 for node in self._spin_nodes:
@@ -162,15 +191,17 @@ class Simulation:
                     op = self.program.operators[name]
                     state[f"{name}.y"] = engine.run(spikes[op.input])
                 self.t += n
-                result.append(spikes, state)
+                result.append(spikes, state, ev[0] if ev else {}, n)
                 done += n
                 bar.update(n)
-        self.probes.append(result.spikes, result.state)
+        self.probes.append(result.spikes, result.state, result.events, steps)
         return result
 
     def _run(
         self, steps: int, spikes: dict[str, np.ndarray], currents: dict[tuple[str, str], np.ndarray]
     ):
+        """Returns (rasters of ``program.spike_probes``, state probes, events of
+        ``program.event_probes`` as (steps, neurons) from 0 in this call)."""
         raise NotImplementedError
 
     def reset(self) -> None:

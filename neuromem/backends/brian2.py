@@ -231,11 +231,12 @@ class Brian2Simulation(Simulation):
         for k, q in enumerate(prog.projections.values()):
             objs += self._projection(b2, q, k, groups, dt, clock)
         self._spike_mons = {}
-        for n in prog.spike_probes:
+        recorded = tuple(dict.fromkeys(prog.spike_probes + prog.event_probes))
+        for n in recorded:
             m = b2.SpikeMonitor(groups[n], name=f"M_{n}")
             self._spike_mons[n] = m
             objs.append(m)
-        self._spikes_seen = dict.fromkeys(prog.spike_probes, 0)
+        self._spikes_seen = dict.fromkeys(recorded, 0)
         self._state_mons = []
         for r, (pop, var, idx) in enumerate(prog.state_probes):
             uniq, inv = np.unique(idx, return_inverse=True)
@@ -389,6 +390,7 @@ class Brian2Simulation(Simulation):
             return (
                 {n: np.zeros((0, prog.populations[n].size), bool) for n in prog.spike_probes},
                 {f"{pop}.{var}": np.zeros((0, idx.size)) for pop, var, idx in prog.state_probes},
+                {n: (np.zeros(0, np.int64), np.zeros(0, np.int64)) for n in prog.event_probes},
             )
         self._feed_spikes, self._feed_currents, self._step = spikes, currents, 0
         with self._prefs():
@@ -396,15 +398,19 @@ class Brian2Simulation(Simulation):
 
             self._net.run(steps * self._dt_s * second, namespace={})
         assert self._step == steps
-        out = {}
+        out, events = {}, {}
         for n, m in self._spike_mons.items():
             seen = self._spikes_seen[n]
             i = np.asarray(m.i[seen:], dtype=np.int64)
             t = np.rint(np.asarray(m.t_[seen:]) / self._dt_s).astype(np.int64) - self.t
             self._spikes_seen[n] = seen + i.size
-            r = np.zeros((steps, prog.populations[n].size), dtype=bool)
-            r[t, i] = True
-            out[n] = r
+            if n in prog.event_probes:
+                order = np.lexsort((i, t))  # time order, ascending neuron within a step
+                events[n] = (t[order], i[order])
+            if n in prog.spike_probes:
+                r = np.zeros((steps, prog.populations[n].size), dtype=bool)
+                r[t, i] = True
+                out[n] = r
         state = {}
         for r, ((pop, var, _), (m, v, inv)) in enumerate(
             zip(prog.state_probes, self._state_mons, strict=True)
@@ -413,7 +419,7 @@ class Brian2Simulation(Simulation):
             seen = self._states_seen[r]
             state[f"{pop}.{var}"] = data[seen : seen + steps][:, inv].copy()
             self._states_seen[r] = seen + steps
-        return out, state
+        return out, state, events
 
     @property
     def state(self) -> dict[str, dict[str, np.ndarray]]:

@@ -289,6 +289,9 @@ def _layout(prog, reset_mode: str) -> tuple[list[_Group], dict[str, int], int, i
     return groups, where, src_lo, lo
 
 
+_EVENTS_MIN = 4096  # initial room of an events buffer beyond the rate estimate (events)
+
+
 def _touch_capacity(size: int) -> int:
     """Events per slot and port delivered one by one; more are delivered by a dense pass
     (streaming ``size`` entries costs about as much as scattering size / 16)."""
@@ -300,6 +303,14 @@ def _single_delay(q) -> int | None:
     if len(q.delays) > 1:
         return None
     return q.delays[0] if q.delays else 1
+
+
+def _uniform_weight(q) -> float | None:
+    """The weight of a projection without plasticity whose synapses all share it, else None."""
+    if q.plasticity is not None:
+        return None
+    w = uniform_value(q.weight)
+    return None if w is None else float(w)
 
 
 def generate(
@@ -323,7 +334,17 @@ def generate(
         return alias
 
     groups = sim._groups
-    args: list[str] = ["n_steps", "t0", "buf_len", "spk", "spikes", "src", "src_lo", "src_hi"]
+    args: list[str] = [
+        "step0",
+        "n_steps",
+        "t0",
+        "buf_len",
+        "spk",
+        "spikes",
+        "src",
+        "src_lo",
+        "src_hi",
+    ]
     c = SourceWriter()
     neurons, plasticity, propagate, record = [], [], [], []
     for g in groups:
@@ -349,15 +370,17 @@ def generate(
         G = group_of[q.post].name
         ring = f"{G}__ring_{q.port}, {G}__touch_{q.port}, {G}__n_touch_{q.port}"
         common = f"spikes, n, {Q}__pre_lo, {Q}__pre_hi, {Q}__indptr, {Q}__post_in_group"
-        args += [f"{Q}__{a}" for a in ("pre_lo", "pre_hi", "indptr", "post_in_group", "w")]
+        # a fixed (no plasticity) uniform weight is a scalar argument: not streamed per synapse
+        w, kind = (f"{Q}__wu", "_uniform") if _uniform_weight(q) is not None else (f"{Q}__w", "")
+        args += [f"{Q}__{a}" for a in ("pre_lo", "pre_hi", "indptr", "post_in_group")] + [w]
         if _single_delay(q) is not None:
             args.append(f"{Q}__d")
             propagate.append(
-                f"K.propagate_list_slot({common}, {Q}__w, {ring}, (t + {Q}__d) % buf_len)"
+                f"K.propagate_list_slot{kind}({common}, {w}, {ring}, (t + {Q}__d) % buf_len)"
             )
         else:
             args.append(f"{Q}__delay")
-            propagate.append(f"K.propagate_list({common}, {Q}__delay, {Q}__w, {ring}, t)")
+            propagate.append(f"K.propagate_list{kind}({common}, {Q}__delay, {w}, {ring}, t)")
         if q.plasticity is not None:
             pl = q.plasticity
             args += [
@@ -376,14 +399,26 @@ def generate(
     for r in range(len(prog.spike_probes)):
         args += [f"S_{r}__rec", f"S_{r}__lo", f"S_{r}__hi"]
         record.append(f"K.record_list(S_{r}__rec, step, spikes, n, S_{r}__lo, S_{r}__hi)")
+    for r in range(len(prog.event_probes)):
+        E = f"E_{r}"
+        args += [f"{E}__steps", f"{E}__neurons", f"{E}__n", f"{E}__lo", f"{E}__hi"]
+        record.append(
+            f"K.record_events({E}__steps, {E}__neurons, {E}__n, step, spikes, n, {E}__lo, {E}__hi)"
+        )
     for r in range(len(prog.state_probes)):
         args += [f"R_{r}__data", f"R_{r}__var", f"R_{r}__idx"]
         record.append(f"K.record_state(R_{r}__data, step, R_{r}__var, R_{r}__idx)")
 
     c(f"@numba.njit(cache=True, nogil=True)\ndef run({', '.join(args)}):")
     with c.block():
-        c("for step in range(n_steps):")
+        c("# steps [step0, n_steps); returns the step reached: n_steps, or the step before which")
+        c("# an event buffer could overflow (the caller grows it and resumes there)")
+        c("for step in range(step0, n_steps):")
         with c.block():
+            for r in range(len(prog.event_probes)):
+                E = f"E_{r}"
+                c(f"if {E}__n[0] + ({E}__hi - {E}__lo) > {E}__steps.shape[0]:")
+                c("    return step")
             c("t = t0 + step")
             c("slot = t % buf_len")
             c("n = 0  # spikes of this step: ascending global indices in spikes[:n]")
@@ -393,6 +428,7 @@ def generate(
                 c("n = K.source_spikes(spk, src, step, src_lo, spikes, n)")
             for line in plasticity + propagate + record:  # plasticity, propagate, record
                 c(line)
+        c("return n_steps")
     imports = "".join(f"import {_module_name(src)} as {alias}\n" for alias, src in kernels.items())
     driver = (
         _HEADER.format(name="driver")
@@ -442,6 +478,7 @@ class NumbaSimulation(Simulation):
         prog = self.program
         self._groups, self._where, self._src_lo, self._n_total = _layout(prog, prog.reset_mode)
         self._variants: dict[frozenset[tuple[str, str]], tuple[Any, list[str], str]] = {}
+        self._event_rate: dict[str, float] = {}  # events probe -> spikes per step last run
         self._variant(self._driven(prog.currents))
         self._spin_nodes = [NumbaSpins(sp) for sp in prog.spins.values()]
         self._operators = {n: NumbaELM(op) for n, op in prog.operators.items()}
@@ -466,9 +503,15 @@ class NumbaSimulation(Simulation):
         self.source = self._variants[driven][2]
         return self._variants[driven]
 
+    def _ring_length(self) -> int:
+        """Ring slots: the longest delay. A step delivers (and clears) its slot before it
+        propagates, so events with the longest delay reuse that slot (half the ring memory
+        of ``max_delay + 1`` slots for one-step delays: the ring stays in cache)."""
+        return max(1, self.program.max_delay)
+
     def _reset(self) -> None:
         prog = self.program
-        L = prog.buffer_length()
+        L = self._ring_length()
         a: dict[str, Any] = {
             # padded to whole 64-bit words: gather_spikes reads the flags 8 at a time
             "spk": np.zeros(-(-self._n_total // 8) * 8, dtype=np.bool_),
@@ -487,9 +530,12 @@ class NumbaSimulation(Simulation):
                 a[f"{G}__c_{k}"] = g.values[k]
             for port in p0.ports:
                 a[f"{G}__ring_{port}"] = np.zeros((L, g.size))
-                # per slot, the neurons with events due (int32: sizes < 2**31); past the
-                # capacity a dense pass over the slot is cheaper than the scattered one
-                a[f"{G}__touch_{port}"] = np.zeros((L, _touch_capacity(g.size)), dtype=np.int32)
+                # per slot, the neurons with events due (uint16 for groups of at most 2**16
+                # neurons, else int32); past the capacity a dense pass over the slot is
+                # cheaper than the scattered one
+                a[f"{G}__touch_{port}"] = np.zeros(
+                    (L, _touch_capacity(g.size)), dtype=np.uint16 if g.size <= 2**16 else np.int32
+                )
                 a[f"{G}__n_touch_{port}"] = np.zeros(L, dtype=np.int64)
         group_of = {p.name: g for g in self._groups for p in g.populations}
         for q in prog.projections.values():
@@ -503,8 +549,13 @@ class NumbaSimulation(Simulation):
                     f"{Q}__indptr": q.indptr,
                     f"{Q}__delay": q.delay.astype(np.int32),
                     f"{Q}__d": _single_delay(q) or 0,
-                    f"{Q}__post_in_group": (q.post_index + post_g.offsets[q.post]).astype(np.int32),
+                    # uint16 when the post group allows: propagation streams these rows
+                    # from memory (half the bytes of int32)
+                    f"{Q}__post_in_group": (q.post_index + post_g.offsets[q.post]).astype(
+                        np.uint16 if post_g.size <= 2**16 else np.int32
+                    ),
                     f"{Q}__w": q.weight.copy(),
+                    f"{Q}__wu": _uniform_weight(q),
                 }
             )
             if q.plasticity is not None:
@@ -529,6 +580,9 @@ class NumbaSimulation(Simulation):
         for r, name in enumerate(prog.spike_probes):
             a[f"S_{r}__lo"] = self._where[name]
             a[f"S_{r}__hi"] = self._where[name] + prog.populations[name].size
+        for r, name in enumerate(prog.event_probes):
+            a[f"E_{r}__lo"] = self._where[name]
+            a[f"E_{r}__hi"] = self._where[name] + prog.populations[name].size
         for r, (pop, var, idx) in enumerate(prog.state_probes):
             g = group_of[pop]
             a[f"R_{r}__var"] = a[f"{g.name}__{var}"]
@@ -562,13 +616,40 @@ class NumbaSimulation(Simulation):
         for r, (_, _, idx) in enumerate(prog.state_probes):
             data.append(np.zeros((steps, idx.size)))
             a[f"R_{r}__data"] = data[-1]
-        fn(steps, self.t, prog.buffer_length(), *[a[k] for k in argnames[3:]])
+        for r, name in enumerate(prog.event_probes):
+            # sized from the rate seen so far (grown below when a step could overflow it)
+            cap = int(steps * self._event_rate.get(name, 0.0) * 1.25) + _EVENTS_MIN
+            a[f"E_{r}__steps"] = np.empty(cap, dtype=np.int64)
+            a[f"E_{r}__neurons"] = np.empty(cap, dtype=np.int64)
+            a[f"E_{r}__n"] = np.zeros(1, dtype=np.int64)
+        step = 0
+        while True:
+            step = fn(step, steps, self.t, self._ring_length(), *[a[k] for k in argnames[4:]])
+            if step == steps:
+                break
+            for r, name in enumerate(prog.event_probes):
+                n, size = int(a[f"E_{r}__n"][0]), prog.populations[name].size
+                cap = a[f"E_{r}__steps"].shape[0]
+                if n + size > cap:
+                    new_cap = max(2 * cap, n + size)
+                    for k in ("steps", "neurons"):
+                        grown = np.empty(new_cap, dtype=np.int64)
+                        grown[:n] = a[f"E_{r}__{k}"][:n]
+                        a[f"E_{r}__{k}"] = grown
+        events = {}
+        for r, name in enumerate(prog.event_probes):
+            n = int(a[f"E_{r}__n"][0])
+            events[name] = (a[f"E_{r}__steps"][:n].copy(), a[f"E_{r}__neurons"][:n].copy())
+            if steps:
+                self._event_rate[name] = n / steps
+            for k in ("steps", "neurons", "n"):
+                del a[f"E_{r}__{k}"]
         for r in range(len(prog.spike_probes)):
             del a[f"S_{r}__rec"]
         state = {
             f"{pop}.{var}": d for (pop, var, _), d in zip(prog.state_probes, data, strict=True)
         }
-        return out, state
+        return out, state, events
 
     @property
     def state(self) -> dict[str, dict[str, np.ndarray]]:

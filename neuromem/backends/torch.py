@@ -514,6 +514,7 @@ def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
             c(f"RS_{p.name}[slot].fill(0)" if npy else f"RS_{p.name}[slot].zero_()")
     # ---- reset_prev, integrate, threshold, reset
     refr_pops = []
+    sel_pops: set[str] = set()
     for p in prog.populations.values():
         n = p.name
         spk = nm.s(f"P_{n}__spk")
@@ -549,15 +550,28 @@ def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
             compare = isinstance(p.threshold.tree, ast.Compare | ast.BoolOp)
             hard = pr(p.threshold) if compare else f"_as_bool({pr(p.threshold)})"
             c(f"{spk} = {hard} & act" if refractory else f"{spk} = {hard}")
+        sel = npy and sim.batch_size == 1
+        if sel:
+            # the spiking neurons' indices, once: resets and refractory clocks are written
+            # there (a masked copy walks every neuron), propagation reads them
+            c(f"SEL_{n} = {spk}[0].nonzero()[0]")
+            sel_pops.add(n)
         if prog.reset_mode == "same_step":
             for st in p.reset:
                 t_ = pr.name(st.target)
-                if npy:
-                    c(f"np.copyto({t_}, {pr(st.value)}, where={spk})")
+                value = pr(st.value)
+                if sel and _is_float_literal(value):
+                    c(f"{t_}[0, SEL_{n}] = {value}")
+                elif sel and value in {f"C_{n}__{k}" for k in p.constants}:
+                    c(f"{t_}[0, SEL_{n}] = {value}[SEL_{n}]")  # (n,) constant, (1, n) state
+                elif npy:
+                    c(f"np.copyto({t_}, {value}, where={spk})")
                 else:
-                    c(f"{t_} = {W}({spk}, {pr(st.value)}, {t_})")
+                    c(f"{t_} = {W}({spk}, {value}, {t_})")
         nxt = f"t + {int(p.refractory_steps[0]) + 1}" if uniform else None
-        if uniform and npy:
+        if uniform and sel:
+            c(f"NEXT_{n}[0, SEL_{n}] = {nxt}")
+        elif uniform and npy:
             c(f"np.copyto(NEXT_{n}, {nxt}, where={spk})")
         elif uniform:
             c(f"NEXT_{n}.masked_fill_({spk}, {nxt})")
@@ -566,7 +580,11 @@ def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
     # ---- propagate: one index_add_ per group of projections (see _sparse_groups)
     for gi, (pre, _names) in enumerate(sim._sparse_groups):
         spk = nm.s(f"P_{pre}__spk")
-        if npy:
+        if pre in sel_pops:
+            c(f"idx = SEL_{pre}")  # (1, n): the column is the flat index
+            c("if idx.size:")
+            c(f"    np.add.at(GR, GT{gi}[slot][idx].ravel(), GW{gi}[idx].ravel())")
+        elif npy:
             c(f"idx = np.flatnonzero({spk})")
             c("if idx.size:")
             c(f"    np.add.at(GR, GT{gi}[slot][idx].ravel(), GW{gi}[idx].ravel())")
@@ -578,8 +596,19 @@ def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
                 f"GW{gi}.index_select(0, idx).view(-1))"
             )
     # ---- record
-    for n in prog.spike_probes:
-        c(f"OUT_{n}.append({nm.s(f'P_{n}__spk')})")
+    # events-only probes of computed populations (numpy, B == 1): with EV the spiking indices
+    # the step found anyway, not the (T, n) raster that would be stacked and searched after
+    ev_lists = [n for n in prog.event_probes if n in sel_pops and n not in prog.spike_probes]
+    for n in _recorded(prog):
+        if n in ev_lists:
+            c("if EV:")
+            with c.block():
+                c(f"EV_{n}.append(SEL_{n})")
+            c("else:")
+            with c.block():
+                c(f"OUT_{n}.append({nm.s(f'P_{n}__spk')})")
+        else:
+            c(f"OUT_{n}.append({nm.s(f'P_{n}__spk')})")
     for r, (pop, var, _) in enumerate(prog.state_probes):
         x = printers[pop].name(var)
         c(
@@ -589,7 +618,7 @@ def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
         )
     # ---- header: state, rings, refractory clocks, hoisted values
     a = ".numpy()" if npy else ""  # zero-copy views of CPU tensors
-    head = ["def loop(S, K, src, cur, T, t0, PI, G):"]
+    head = ["def loop(S, K, src, cur, T, t0, PI, G, EV=False):"]
     head += [f"    {k} = K[{k!r}]{a}" for k in sorted(nm.constants)]
     # numpy: private copies, since the loop updates some of them in place
     head += [f"    {k} = S[{k!r}]" + (".numpy().copy()" if npy else "") for k in sorted(nm.state)]
@@ -613,14 +642,19 @@ def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
                 rv = f"list({blk}[:, {i}])" if npy else f"{blk}[:, {i}].unbind(0)"
                 head.append(f"    RV_{p.name}__{port} = {rv}")
     for n in refr_pops:
-        head.append(f"    NEXT_{n} = _next_active(S[{f'P_{n}__ref'!r}], t0){a}")
+        nxt = f"_next_active(S[{f'P_{n}__ref'!r}], t0){a}"
+        if npy:  # int32 clocks when every value fits: a third faster to compare
+            top = int(prog.populations[n].refractory_steps.max()) + 1
+            nxt = f"_narrow_clock({nxt}, t0 + T + {top})"
+        head.append(f"    NEXT_{n} = {nxt}")
     head += [f"    {h} = _over_time({text}, T)" for text, h in hoisted.items()]
     for gi in range(len(sim._sparse_groups)):
         if npy:
             head.append(f"    GT{gi}, GW{gi} = list(G[{gi}][0].numpy()), G[{gi}][1].numpy()")
         else:
             head.append(f"    GT{gi}, GW{gi} = G[{gi}][0].unbind(0), G[{gi}][1]")
-    head += [f"    OUT_{n} = []" for n in prog.spike_probes]
+    head += [f"    OUT_{n} = []" for n in _recorded(prog)]
+    head += [f"    EV_{n} = []" for n in ev_lists]
     head += [f"    rec{r} = []" for r in range(len(prog.state_probes))]
     head += ["    for k in range(T):"]
     back = "_from_numpy" if npy else ""
@@ -629,12 +663,39 @@ def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
     for p in prog.populations.values():
         tail.append(f"    S[{f'P_{p.name}__spkf'!r}] = _as_float(S[{f'P_{p.name}__spk'!r}])")
     for n in refr_pops:
-        tail.append(f"    S[{f'P_{n}__ref'!r}] = _counter({back}(NEXT_{n}), t0 + T)")
+        nxt = f"NEXT_{n}.astype(np.int64)" if npy else f"NEXT_{n}"
+        tail.append(f"    S[{f'P_{n}__ref'!r}] = _counter({back}({nxt}), t0 + T)")
     tail.append("    _scatter_rings(S, blocks)")
-    outs = ", ".join(f"{n!r}: {back}({stack}(OUT_{n}))" for n in prog.spike_probes)
+    outs = ", ".join(
+        f"{n!r}: _event_lists(EV_{n}) if EV else {back}({stack}(OUT_{n}))"
+        if n in ev_lists
+        else f"{n!r}: {back}({stack}(OUT_{n}))"
+        for n in _recorded(prog)
+    )
     recs = ", ".join(f"{back}({stack}(rec{r}))" for r in range(len(prog.state_probes)))
     tail.append(f"    return {{{outs}}}, [{recs}]")
     return "\n".join(head + c.lines + tail) + "\n"
+
+
+def _event_lists(per_step: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, neurons) int64 from the ascending spiking indices of each step."""
+    counts = np.fromiter((a.size for a in per_step), np.int64, len(per_step))
+    steps = np.repeat(np.arange(len(per_step), dtype=np.int64), counts)
+    neurons = np.concatenate(per_step).astype(np.int64) if per_step else np.zeros(0, np.int64)
+    return steps, neurons
+
+
+def _is_float_literal(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _recorded(prog) -> tuple[str, ...]:
+    """Populations whose spikes the loops record: raster probes, then events probes."""
+    return tuple(dict.fromkeys(prog.spike_probes + prog.event_probes))
 
 
 class _NotFusable(Exception):
@@ -1266,6 +1327,8 @@ class TorchSimulation(Simulation, nn.Module):
             # <-> the first active step NEXT = t0 + c
             "_next_active": lambda c, t0: c + t0,
             "_counter": lambda nxt, t_end: (nxt - t_end).clamp(min=0),
+            "_narrow_clock": lambda a, top: a.astype(np.int32) if top < 2**31 - 1 else a,
+            "_event_lists": _event_lists,
             "_surrogate": self._surrogate_derivative,
             # set per call by _mode(): exact/vectorised propagation, hard/surrogate spikes
             "_prop": None,
@@ -1496,9 +1559,12 @@ class TorchSimulation(Simulation, nn.Module):
         grad: bool,
         record: tuple[str, ...],
         float_spikes: bool,
+        events: bool = False,
     ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         """Run ``steps >= 1`` steps; ``src``/``cur`` are time-major (T, B, n) tensors. Returns
-        the spikes of the populations in ``record`` (T, B, n) and the state probes (T, B, k)."""
+        the spikes of the populations in ``record`` (T, B, n) and the state probes (T, B, k).
+        With ``events`` the sparse numpy loop may give an events-only probe as (steps,
+        neurons) arrays instead."""
         self._mode(grad)
         K = dict(self._K)
         exact = not grad and self.device.type == "cpu" and self.dtype == torch.float64
@@ -1508,7 +1574,15 @@ class TorchSimulation(Simulation, nn.Module):
         if self._sparse and not grad:
             loop = self._sparse_loops["numpy" if self.cpu_engine == "numpy" else "torch"]
             out, state = loop(
-                self._S, K, src, cur, steps, self.t, self._probe_index(), self._sparse_tables()
+                self._S,
+                K,
+                src,
+                cur,
+                steps,
+                self.t,
+                self._probe_index(),
+                self._sparse_tables(),
+                events and not float_spikes,
             )
             to_float = self._ns["_as_float"]
             out = {n: to_float(out[n]) if float_spikes else out[n] for n in record}
@@ -1671,17 +1745,28 @@ class TorchSimulation(Simulation, nn.Module):
         state: list[torch.Tensor] = []
         if steps:
             with torch.no_grad():
-                rec, state = self._loop(steps, src, cur, False, self.program.spike_probes, False)
-        out = {}
+                rec, state = self._loop(
+                    steps, src, cur, False, _recorded(self.program), False, events=True
+                )
+        out, events = {}, {}
         for n in self.program.spike_probes:
             size = self.program.populations[n].size
             r = rec[n].cpu().numpy() if steps else np.zeros((0, B, size), bool)
             out[n] = r[:, 0] if B == 1 else r
+        for n in self.program.event_probes:
+            if steps and isinstance(rec[n], tuple):  # recorded as events already
+                events[n] = rec[n]
+                continue
+            size = self.program.populations[n].size
+            r = rec[n] if steps else torch.zeros((0, B, size), dtype=torch.bool)
+            # only the indices leave the device; (T, 1, n) -> (step, neuron) pairs
+            idx = torch.nonzero(r[:, 0] if B == 1 else r).cpu().numpy().astype(np.int64)
+            events[n] = tuple(np.ascontiguousarray(idx[:, k]) for k in range(idx.shape[1]))
         st = {}
         for r_i, (pop, var, idx) in enumerate(self.program.state_probes):
             a = state[r_i].cpu().numpy().astype(np.float64) if steps else np.zeros((0, B, idx.size))
             st[f"{pop}.{var}"] = a[:, 0] if B == 1 else a
-        return out, st
+        return out, st, events
 
     def forward(
         self, inputs: dict[str, torch.Tensor] | None = None, steps: int | None = None
@@ -1753,7 +1838,7 @@ class TorchSimulation(Simulation, nn.Module):
         grad = torch.is_grad_enabled() and (
             self.trainable or any(v.requires_grad for v in (*src.values(), *cur.values()))
         )
-        probed = self.program.spike_probes
+        probed = _recorded(self.program)
         if steps:
             out, _ = self._loop(steps, src, cur, grad, probed, True)
         else:

@@ -214,7 +214,9 @@ def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     doc["operators"] = [_elm_to_dict(op, arrays) for op in net.operators]
     for i, pb in enumerate(net.probes):
         if isinstance(pb, SpikeProbe):
-            doc["probes"].append({"type": "spikes", "population": pb.population})
+            doc["probes"].append(
+                {"type": "spikes", "population": pb.population, "format": pb.format}
+            )
         elif isinstance(pb, OverlapProbe):
             doc["probes"].append(
                 {
@@ -289,7 +291,7 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
         CurrentInput(c["population"], c["variable"], arr(c["values"])) for c in doc["currents"]
     ]
     probes = [
-        SpikeProbe(pb["population"])
+        SpikeProbe(pb["population"], pb.get("format", "raster"))
         if pb["type"] == "spikes"
         else OverlapProbe(pb["spins"], arr(pb["patterns"]))
         if pb["type"] == "overlap"

@@ -179,11 +179,31 @@ class CurrentInput:
 
 
 # ------------------------------------------------------------------------------------ probes
+SPIKE_FORMATS = ("raster", "events")
+
+
 @dataclass(frozen=True)
 class SpikeProbe:
-    """Records the spikes of a population."""
+    """Records the spikes of a population.
+
+    Parameters
+    ----------
+    population : str
+    format : {"raster", "events"}
+        ``"raster"``: a bool array (steps, size) per run call (``Probes.spikes``);
+        ``"events"``: the (step, neuron) pairs of the spikes in time order, ascending neuron
+        within a step (``Probes.events``), O(spikes) memory.
+    """
 
     population: str
+    format: str = "raster"
+
+    def __post_init__(self) -> None:
+        if self.format not in SPIKE_FORMATS:
+            raise SpecError(
+                f"spike probe on {self.population!r}: format {self.format!r} is not one of "
+                f"{', '.join(map(repr, SPIKE_FORMATS))}"
+            )
 
 
 @dataclass(frozen=True)
