@@ -400,6 +400,34 @@ def test_scattered_and_dense_delivery_agree(monkeypatch):
     _assert_same(default, _run_all(net))
 
 
+def test_counted_rings_equal_weight_rings(monkeypatch):
+    """A port fed by one fixed-weight projection gets an integer ring that counts events and
+    delivers ``table[count]``: the same bits as summing the weights, with the scattered and
+    the dense delivery; a port fed by two projections keeps its float ring."""
+    import neuromem.backends.numba as nb
+
+    monkeypatch.setattr(nb, "_COUNT_MIN_BYTES", 0)  # the groups here are small
+    net = _mixed_net()
+    sim = neuromem.compile(net, backend="numba")
+    counted = {k: v[0] for k, v in nb._counted_ports(sim.program, sim._groups, 1).items()}
+    group = {p.name: g.name for g in sim._groups for p in g.populations}
+    # a.exc has two projections (in -> a, a -> a); a.inh and b.exc one each
+    assert counted == {(group["a"], "inh"): np.uint8, (group["b"], "exc"): np.uint8}
+    assert sim._arrays[f"{group['a']}__ring_exc"].dtype == np.float64
+    most = 0  # events pending per neuron and slot between run calls: table entries past 1
+    for _ in range(20):
+        sim.run(10)
+        most = max(most, *(int(sim._arrays[f"{g}__ring_{port}"].max()) for g, port in counted))
+    assert most > 1
+    counts = _run_all(net)
+    for capacity in (lambda size: 10**6, lambda size: 1):  # scattered only, dense at >= 2
+        with monkeypatch.context() as m:
+            m.setattr(nb, "_touch_capacity", capacity)
+            _assert_same(counts, _run_all(net))
+            m.setattr(nb, "_counted_ports", lambda prog, groups, slots: {})
+            _assert_same(counts, _run_all(net))
+
+
 def test_uniform_constants_as_scalars_change_no_bit(monkeypatch):
     """Constants uniform over a group are scalar arguments; as per-neuron arrays (forced) every
     bit of the run is the same, also for a group with per-neuron values."""
