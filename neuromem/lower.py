@@ -103,21 +103,19 @@ def _to_expression(e: sympy.Expr, where: str) -> Expression:
 
 
 # ------------------------------------------------------------------ numeric constants
-_NUMPY = Printer(
-    lambda n: f"env[{n!r}]",
-    {
-        "exp": "np.exp",
-        "log": "np.log",
-        "sqrt": "np.sqrt",
-        "tanh": "np.tanh",
-        "abs": "np.abs",
-        "clip": "np.clip",
-        "minimum": "np.minimum",
-        "maximum": "np.maximum",
-        "where": "np.where",
-    },
-    "array",
-)
+#: The grammar's functions as numpy calls (also used by the torch backend's numpy engine).
+NUMPY_FUNCS = {
+    "exp": "np.exp",
+    "log": "np.log",
+    "sqrt": "np.sqrt",
+    "tanh": "np.tanh",
+    "abs": "np.abs",
+    "clip": "np.clip",
+    "minimum": "np.minimum",
+    "maximum": "np.maximum",
+    "where": "np.where",
+}
+_NUMPY = Printer(lambda n: f"env[{n!r}]", NUMPY_FUNCS, "array")
 
 
 def evaluate(expr: Expression, env: dict[str, np.ndarray | float]) -> np.ndarray:
@@ -288,6 +286,26 @@ def uniform_value(values: np.ndarray) -> float | int | None:
     if not (bits == bits[0]).all():
         return None
     return a.flat[0].item()
+
+
+def source_spikes(
+    stim, size: int, dt: float, t0: int, steps: int, given: np.ndarray | None, where: str
+) -> np.ndarray:
+    """A spike source's bool (steps, size) spikes: its stimulus OR a run-time input raster.
+
+    ``given`` (None or an array of exactly (steps, size)) is checked; ``where`` starts the
+    error message (e.g. ``"run: input for population 'src'"``).
+    """
+    r = stimulus_raster(stim, size, dt, t0, steps)
+    r = np.zeros((steps, size), dtype=bool) if r is None else r
+    if given is not None:
+        given = np.asarray(given)
+        if given.shape != (steps, size):
+            raise SpecError(
+                f"{where} has shape {given.shape}, expected (steps, size) = ({steps}, {size})"
+            )
+        r = r | given.astype(bool)
+    return r
 
 
 def stimulus_raster(stim, size: int, dt: float, t0: int, steps: int) -> np.ndarray | None:

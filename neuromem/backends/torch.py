@@ -46,7 +46,7 @@ from torch import nn
 from ..codegen import SourceWriter
 from ..equations import Expression, Printer, Statement
 from ..errors import CapabilityError, SpecError
-from ..lower import PHASES, PopulationProgram, ProjectionProgram
+from ..lower import NUMPY_FUNCS, PHASES, PopulationProgram, ProjectionProgram
 from .base import Simulation
 from .operators import TorchELM
 from .spins import TorchSpins
@@ -457,19 +457,6 @@ def generate_population_loop(
     return "\n".join(head + c.lines + tail) + "\n"
 
 
-_NP_FUNCS = {
-    "exp": "np.exp",
-    "log": "np.log",
-    "sqrt": "np.sqrt",
-    "tanh": "np.tanh",
-    "abs": "np.abs",
-    "clip": "np.clip",
-    "minimum": "np.minimum",
-    "maximum": "np.maximum",
-    "where": "np.where",
-}
-
-
 def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
     """Source of ``loop(S, K, src, cur, T, t0, PI, G)``: ``T`` steps of a network without
     plasticity, without autograd (the ``run`` path), every phase of :data:`PHASES` in order.
@@ -503,7 +490,7 @@ def generate_sparse_loop(sim: TorchSimulation, engine: str = "torch") -> str:
     printers = {}
     for p in prog.populations.values():
         if not p.spike_source:
-            base = _pop_printer(p, nm, _NP_FUNCS if npy else _FUNCS)
+            base = _pop_printer(p, nm, NUMPY_FUNCS if npy else _FUNCS)
             printers[p.name] = _HoistPrinter(base, set(p.state), set(p.inputs), hoisted)
     # ---- deliver
     for p in prog.populations.values():
