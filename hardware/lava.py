@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from neuromem.errors import SpecError
-from neuromem.lower import PopulationProgram, lower, stimulus_raster
+from neuromem.lower import PopulationProgram, lower, source_spikes
 from neuromem.spec import Network, StateProbe
 from neuromem.spec.library import if_curr_exp, nir_cuba_lif, nir_lif, spike_source
 
@@ -924,17 +924,8 @@ class LavaEmission:
 
 
 def _source_raster(pop, steps: int, dt: float, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    r = stimulus_raster(pop.stimulus, pop.size, dt, 0, steps)
-    r = np.zeros((steps, pop.size), bool) if r is None else r
-    if pop.name in inputs:
-        x = np.asarray(inputs[pop.name], dtype=bool)
-        if x.shape != (steps, pop.size):
-            raise SpecError(
-                f"lava: input for population {pop.name!r} has shape {x.shape}, expected "
-                f"{(steps, pop.size)}"
-            )
-        r = r | x
-    return r
+    where = f"lava: input for population {pop.name!r}"
+    return source_spikes(pop.stimulus, pop.size, dt, 0, steps, inputs.get(pop.name), where)
 
 
 def emit(

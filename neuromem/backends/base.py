@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError
-from ..lower import Program, lower
+from ..lower import Program, lower, source_spikes
 from ..progress import progress_bar
 from ..spec.network import Network
 
@@ -97,17 +97,15 @@ class Simulation:
         for name, p in self.program.populations.items():
             if not p.spike_source:
                 continue
-            r = p.stimulus_raster(self.t, steps)
-            r = np.zeros((steps, p.size), dtype=bool) if r is None else r
-            if name in inputs:
-                given = np.asarray(inputs[name])
-                if given.shape != (steps, p.size):
-                    raise SpecError(
-                        f"run: input for population {name!r} has shape {given.shape},"
-                        f" expected (steps, size) = ({steps}, {p.size})"
-                    )
-                r = r | given.astype(bool)
-            out[name] = r
+            out[name] = source_spikes(
+                p.stimulus,
+                p.size,
+                p.dt,
+                self.t,
+                steps,
+                inputs.get(name),
+                f"run: input for population {name!r}",
+            )
         return out
 
     def _current_inputs(
