@@ -101,6 +101,36 @@ def _input(T: int, n: int, seed: int = 1) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ implementations
+def _backward(out: torch.Tensor, params, train: bool) -> torch.Tensor:
+    """With ``train``: clear the gradients and back-propagate ``mean(out)`` into ``params``."""
+    if train:
+        for p in params:
+            p.grad = None
+        out.mean().backward()
+    return out
+
+
+def _linears(W, scale: float = 1.0) -> list[torch.nn.Linear]:
+    """Bias-free linear layers holding ``BETA * scale * w.T`` (the peers' input convention)."""
+    lins = [torch.nn.Linear(*w.shape, bias=False) for w in W]
+    with torch.no_grad():
+        for lin, w in zip(lins, W, strict=True):
+            lin.weight.copy_(torch.tensor(BETA * scale * w.T))
+    return lins
+
+
+def _stepwise(lins, cells, init, x: torch.Tensor) -> torch.Tensor:
+    """Step through time and layers: ``s, state = cell(lin(s), state)`` (snnTorch, Norse)."""
+    states = list(init)
+    out = []
+    for t in range(x.shape[0]):
+        s = x[t]
+        for i, (lin, cell) in enumerate(zip(lins, cells, strict=True)):
+            s, states[i] = cell(lin(s), states[i])
+        out.append(s)
+    return torch.stack(out)
+
+
 # Each builder returns run(x, train) -> output spikes (T, B, n_out); with train it also runs
 # the backward pass of mean(output) into the weights.
 def build_neuromem(sizes, W):
@@ -141,11 +171,7 @@ def build_neuromem(sizes, W):
     def run(x, train):
         sim.reset()
         out = sim({"inp": x})[names[-1]]
-        if train:
-            for p in params:
-                p.grad = None
-            out.mean().backward()
-        return out
+        return _backward(out, params, train)
 
     return run, sim
 
@@ -168,11 +194,7 @@ def build_hand(sizes, W):
                 v[i] = v[i] * (1.0 - s[i])  # reset to 0 (blend keeps the surrogate path)
             out.append(s[-1])
         out = torch.stack(out)
-        if train:
-            for w in Ws:
-                w.grad = None
-            out.mean().backward()
-        return out
+        return _backward(out, Ws, train)
 
     return run, None
 
@@ -181,10 +203,7 @@ def build_snntorch(sizes, W):
     import snntorch as snn
     from snntorch import surrogate
 
-    lins = [torch.nn.Linear(*w.shape, bias=False) for w in W]
-    with torch.no_grad():
-        for lin, w in zip(lins, W, strict=True):
-            lin.weight.copy_(torch.tensor(BETA * w.T))
+    lins = _linears(W)
     lifs = [
         snn.Leaky(
             beta=BETA,
@@ -198,19 +217,8 @@ def build_snntorch(sizes, W):
     params = [lin.weight for lin in lins]
 
     def run(x, train):
-        mems = [lif.reset_mem() for lif in lifs]
-        out = []
-        for t in range(x.shape[0]):
-            s = x[t]
-            for i, (lin, lif) in enumerate(zip(lins, lifs, strict=True)):
-                s, mems[i] = lif(lin(s), mems[i])
-            out.append(s)
-        out = torch.stack(out)
-        if train:
-            for p in params:
-                p.grad = None
-            out.mean().backward()
-        return out
+        out = _stepwise(lins, lifs, [lif.reset_mem() for lif in lifs], x)
+        return _backward(out, params, train)
 
     return run, None
 
@@ -240,11 +248,7 @@ def build_spikingjelly(sizes, W):
     def run(x, train):
         functional.reset_net(net)
         out = net(x)
-        if train:
-            for p in params:
-                p.grad = None
-            out.mean().backward()
-        return out
+        return _backward(out, params, train)
 
     return run, None
 
@@ -253,10 +257,7 @@ def build_norse(sizes, W):
     from norse.torch import LIFBoxCell, LIFBoxParameters
 
     scale = 1.0 / (NORSE_DT * NORSE_TAU_INV)  # Norse multiplies its input by dt * tau_mem_inv
-    lins = [torch.nn.Linear(*w.shape, bias=False) for w in W]
-    with torch.no_grad():
-        for lin, w in zip(lins, W, strict=True):
-            lin.weight.copy_(torch.tensor(BETA * scale * w.T))
+    lins = _linears(W, scale)
     p = LIFBoxParameters(
         tau_mem_inv=torch.as_tensor(NORSE_TAU_INV),
         v_th=torch.as_tensor(1.0),
@@ -268,19 +269,8 @@ def build_norse(sizes, W):
     params = [lin.weight for lin in lins]
 
     def run(x, train):
-        states = [None] * len(cells)
-        out = []
-        for t in range(x.shape[0]):
-            s = x[t]
-            for i, (lin, cell) in enumerate(zip(lins, cells, strict=True)):
-                s, states[i] = cell(lin(s), states[i])
-            out.append(s)
-        out = torch.stack(out)
-        if train:
-            for q in params:
-                q.grad = None
-            out.mean().backward()
-        return out
+        out = _stepwise(lins, cells, [None] * len(cells), x)
+        return _backward(out, params, train)
 
     return run, None
 
