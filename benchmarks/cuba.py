@@ -387,32 +387,46 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
 
     @numba.njit
     def propagate_loop(ix, ptr, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i):
+        # the driver's propagation: uniform weights (1 where the ring counts events)
         for t in range(ptr.shape[0] - 1):
             sp = ix[ptr[t] : ptr[t + 1]]
-            s = (t + 1) % 2
+            s = (t + 1) % ring_e.shape[0]
             nt_e[s] = 0
             nt_i[s] = 0
             K.propagate_list_slot(sp, sp.shape[0], 0, ne, *e, ring_e, touch_e, nt_e, s)
             K.propagate_list_slot(sp, sp.shape[0], ne, n, *i, ring_i, touch_i, nt_i, s)
 
+    @numba.njit(inline="always")
+    def deliver_counted(ring, touch, nt, s, table, scale, x):
+        for m in range(min(nt[s], touch.shape[1])):
+            j = touch[s, m]
+            if ring[s, j] != 0:
+                x[j] += table[ring[s, j]] * scale
+                ring[s, j] = 0
+
+    @numba.njit(inline="always")
+    def deliver_float(ring, touch, nt, s, table, scale, x):
+        for m in range(min(nt[s], touch.shape[1])):
+            j = touch[s, m]
+            if ring[s, j] != 0:
+                x[j] += ring[s, j] * scale
+                ring[s, j] = 0.0
+
     @numba.njit
-    def deliver_loop(ix, ptr, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i, ie, ii):
-        # propagation as above, then the scattered delivery the kernel does for both ports
+    def deliver_loop(
+        ix, ptr, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i, tabs, how_e, how_i
+    ):
+        # propagation as above, then the kernel's scattered delivery for both ports
+        ie, ii = np.zeros(n), np.zeros(n)
         for t in range(ptr.shape[0] - 1):
             sp = ix[ptr[t] : ptr[t + 1]]
-            s = (t + 1) % 2
+            s = (t + 1) % ring_e.shape[0]
             nt_e[s] = 0
             nt_i[s] = 0
             K.propagate_list_slot(sp, sp.shape[0], 0, ne, *e, ring_e, touch_e, nt_e, s)
             K.propagate_list_slot(sp, sp.shape[0], ne, n, *i, ring_i, touch_i, nt_i, s)
-            for m in range(min(nt_e[s], touch_e.shape[1])):
-                j = touch_e[s, m]
-                ie[j] += ring_e[s, j] * 0.99
-                ring_e[s, j] = 0.0
-            for m in range(min(nt_i[s], touch_i.shape[1])):
-                j = touch_i[s, m]
-                ii[j] += ring_i[s, j] * 0.99
-                ring_i[s, j] = 0.0
+            how_e(ring_e, touch_e, nt_e, s, tabs[0], 0.99, ie)
+            how_i(ring_i, touch_i, nt_i, s, tabs[1], 0.99, ii)
 
     @numba.njit
     def record_loop(ev_steps, ev_neurons, count, n, ix, ptr):
@@ -428,16 +442,26 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
         )
 
     ne = n * 4 // 5
-    e = (a["Q_E__indptr"], a["Q_E__post_in_group"], a["Q_E__w"])
-    i = (a["Q_I__indptr"], a["Q_I__post_in_group"], a["Q_I__w"])
+    # the driver's rings: counted (uint8/16 entries, weight 1, a table of sums) or float
+    rings, tables = {}, []
+    for port, q in (("exc", "Q_E"), ("inh", "Q_I")):
+        dtype, table = sim._counted.get(("G0", port), (np.float64, None))
+        w = 1 if table is not None else a[f"{q}__wu"]
+        rings[port] = (dtype, w)
+        tables.append(table if table is not None else np.arange(2.0) * w)  # unused if float
+    e = (a["Q_E__indptr"], a["Q_E__post_in_group"], rings["exc"][1])
+    i = (a["Q_I__indptr"], a["Q_I__post_in_group"], rings["inh"][1])
+    tables = tuple(tables)
+    how = tuple(deliver_float if rings[p][0] is np.float64 else deliver_counted for p in rings)
 
     def lists():
         out = []
         for port in ("exc", "inh"):
+            touch = a[f"G0__touch_{port}"]
             out += [
-                np.zeros((2, n)),
-                np.zeros((2, a[f"G0__touch_{port}"].shape[1]), a[f"G0__touch_{port}"].dtype),
-                np.zeros(2, np.int64),
+                np.zeros(a[f"G0__ring_{port}"].shape, rings[port][0]),
+                np.zeros(touch.shape, touch.dtype),
+                np.zeros(touch.shape[0], np.int64),
             ]
         return out
 
@@ -450,7 +474,7 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
     kernel_loop(2, n_slots, np.zeros(n, np.bool_), fresh_kernel_args())
     gather_loop(raster[:2], spikes)
     propagate_loop(ix, ptr[:3], ne, n, e, i, *lists())
-    deliver_loop(ix, ptr[:3], ne, n, e, i, *lists(), np.zeros(n), np.zeros(n))
+    deliver_loop(ix, ptr[:3], ne, n, e, i, *lists(), tables, *how)
     record_loop(*record_args(), n, ix, ptr[:3])
 
     def best(fn, setup=lambda: (), k=3):
@@ -470,7 +494,7 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
     t_gather = best(lambda: gather_loop(raster, spikes))
     t_prop = best(lambda *ls: propagate_loop(ix, ptr, ne, n, e, i, *ls), setup=lists)
     t_deliv = best(
-        lambda *ls: deliver_loop(ix, ptr, ne, n, e, i, *ls, np.zeros(n), np.zeros(n)),
+        lambda *ls: deliver_loop(ix, ptr, ne, n, e, i, *ls, tables, *how),
         setup=lists,
     )
     t_rec = best(lambda *r: record_loop(*r, n, ix, ptr), setup=record_args)

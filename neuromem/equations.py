@@ -14,6 +14,8 @@ statements  ``name = expr`` or ``name += expr`` (also ``-= *= /=``), separated b
 from __future__ import annotations
 
 import ast
+import copy
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -229,6 +231,41 @@ class Printer:
             fname = n.func.id  # type: ignore[attr-defined]
             return f"{self.functions[fname]}({', '.join(self._p(a) for a in n.args)})"
         raise AssertionError(f"unchecked node {type(n).__name__}")  # pragma: no cover
+
+
+def drop_zero_terms(expr: Expression, zeros: Iterable[str], finite: Iterable[str]) -> ast.expr:
+    """The tree of ``expr`` with the names in ``zeros`` read as 0.0 and the additive terms that
+    are then zero dropped: ``c * 0.0`` (``c`` a literal or a name in ``finite``) is a zero, and
+    ``a + zero``, ``zero + a``, ``a - zero`` are ``a``. Exact up to the sign of a zero result
+    (``-0.0 + 0.0`` is ``+0.0``); used for inputs a run does not drive."""
+    zeros, finite = frozenset(zeros), frozenset(finite)
+
+    def is_zero(n: ast.AST) -> bool:
+        return isinstance(n, ast.Constant) and n.value == 0
+
+    def is_finite(n: ast.AST) -> bool:
+        return (isinstance(n, ast.Constant) and math.isfinite(n.value)) or (
+            isinstance(n, ast.Name) and n.id in finite
+        )
+
+    class _Fold(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            return ast.Constant(0.0) if node.id in zeros else node
+
+        def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+            self.generic_visit(node)
+            a, b = node.left, node.right
+            if isinstance(node.op, ast.Mult) and (
+                (is_zero(a) and is_finite(b)) or (is_zero(b) and is_finite(a))
+            ):
+                return ast.Constant(0.0)
+            if isinstance(node.op, (ast.Add, ast.Sub)) and is_zero(b):
+                return a
+            if isinstance(node.op, ast.Add) and is_zero(a):
+                return b
+            return node
+
+    return _Fold().visit(copy.deepcopy(expr.tree))
 
 
 def substitute(expr: Expression, mapping: Mapping[str, str], where: str) -> Expression:

@@ -594,3 +594,21 @@ def test_bad_spike_probe_format_is_refused():
 
     with pytest.raises(SpecError, match=r"spike probe on 'a'.*'dense'.*'raster', 'events'"):
         SpikeProbe("a", format="dense")
+
+
+def test_gather_spikes_lists_set_flags_in_order():
+    """The word-wise spike gathering equals a plain scan for any range and density."""
+    from neuromem.backends._numba_kernels import gather_spikes
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 1500))
+        spk = np.zeros(-(-n // 8) * 8, np.bool_)
+        spk[:n] = rng.random(n) < rng.choice([0.001, 0.05, 0.5, 1.0])
+        lo = int(rng.integers(0, n))
+        hi = int(rng.integers(lo, n + 1))
+        out = np.zeros(spk.size + 3, np.int64)
+        out[:3] = -1  # entries already in the list stay
+        m = gather_spikes(spk, lo, hi, out, 3)
+        assert np.array_equal(out[3:m], np.flatnonzero(spk[lo:hi]) + lo)
+        assert np.all(out[:3] == -1)

@@ -6,6 +6,11 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic, overload
 
 
 @numba.njit(cache=True, nogil=True)
@@ -26,12 +31,22 @@ def _scan_bytes(spk, lo, hi, spikes, n):
     return n
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scan_word(word, base, spikes, n):
+    """Append the set bytes of a 64-bit word of flags (each byte 0 or 1), lowest first."""
+    while word != 0:
+        spikes[n] = base + (trailing_zeros(word) >> 3)
+        n += 1
+        word &= word - np.uint64(1)
+    return n
+
+
 @numba.njit(cache=True, nogil=True)
 def gather_spikes(spk, lo, hi, spikes, n):
     """Append the indices in [lo, hi) where ``spk`` is set to ``spikes[n:]`` (ascending) and
     return the new count. ``spk``'s length must be a multiple of 8: the flags are read as
     64-bit words, eight words (64 neurons) OR-ed per test, so a silent block costs ~10
-    instructions."""
+    instructions and a spike a few more (its byte found by counting trailing zero bits)."""
     words = spk.view(np.uint64)
     w, w_hi = (lo + 7) >> 3, hi >> 3
     if w >= w_hi:
@@ -41,11 +56,11 @@ def gather_spikes(spk, lo, hi, spikes, n):
         acc = words[w] | words[w + 1] | words[w + 2] | words[w + 3]
         acc |= words[w + 4] | words[w + 5] | words[w + 6] | words[w + 7]
         if acc != 0:
-            n = _scan_bytes(spk, w * 8, w * 8 + 64, spikes, n)
+            for k in range(w, w + 8):
+                n = _scan_word(words[k], k * 8, spikes, n)
         w += 8
     while w < w_hi:
-        if words[w] != 0:
-            n = _scan_bytes(spk, w * 8, w * 8 + 8, spikes, n)
+        n = _scan_word(words[w], w * 8, spikes, n)
         w += 1
     return _scan_bytes(spk, w_hi * 8, hi, spikes, n)
 
@@ -75,12 +90,60 @@ def _first_at_least(spikes, n, lo):
     return a
 
 
+def _weight(w, k):
+    """Synapse ``k``'s weight: ``w[k]``, or ``w`` itself when the projection has one weight."""
+
+
+@overload(_weight, inline="always")
+def _weight_impl(w, k):
+    if isinstance(w, types.Array):
+        return lambda w, k: w[k]
+    # one weight for all synapses: a scalar argument, not streamed from memory (same bits)
+    return lambda w, k: w
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Ask the cache for ``arr[idx]`` (``prefetcht0``; changes no value)."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read, keep in all cache levels, data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
+
+
+#: spikes ahead whose synapse rows propagation prefetches: a row's first cache line comes
+#: from L3 or memory (~50-100 ns), longer than a row of ~80 synapses takes to propagate
+_ROWS_AHEAD = 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _prefetch_row(spikes, n, m, pre_lo, pre_hi, indptr, post):
+    if m + _ROWS_AHEAD < n:
+        g = spikes[m + _ROWS_AHEAD]
+        if g < pre_hi:
+            k = indptr[g - pre_lo]
+            _prefetch(post, k)
+            _prefetch(post, k + 64 // post.itemsize)
+
+
 @numba.njit(cache=True, nogil=True)
 def propagate_list(spikes, n, pre_lo, pre_hi, indptr, post, delay, w, ring, touch, n_touch, t):
     """Event-driven CSR propagation from the spike list (ascending pre index, so every ring
     entry sums its events in the same order as a scan of the spike vector): each spike adds
-    its row's weights at slot (t + delay) mod L and notes the post neuron in that slot's touch
-    list (``n_touch`` counts past the list's capacity: the slot is then delivered densely)."""
+    its row's weights (``w`` an array per synapse, or one scalar) at slot (t + delay) mod L
+    and notes the post neuron in that slot's touch list (``n_touch`` counts past the list's
+    capacity: the slot is then delivered densely). Rows of later spikes are prefetched."""
     n_slots = ring.shape[0]
     cap = touch.shape[1]
     base = t % n_slots
@@ -88,13 +151,14 @@ def propagate_list(spikes, n, pre_lo, pre_hi, indptr, post, delay, w, ring, touc
         g = spikes[m]
         if g >= pre_hi:
             break
+        _prefetch_row(spikes, n, m, pre_lo, pre_hi, indptr, post)
         i = g - pre_lo
         for k in range(indptr[i], indptr[i + 1]):
             s = base + delay[k]  # delay in [1, L]: one subtraction instead of a modulo
             if s >= n_slots:
                 s -= n_slots
             j = post[k]
-            ring[s, j] += w[k]
+            ring[s, j] += _weight(w, k)
             c = n_touch[s]
             if c < cap:
                 touch[s, c] = j
@@ -103,7 +167,8 @@ def propagate_list(spikes, n, pre_lo, pre_hi, indptr, post, delay, w, ring, touc
 
 @numba.njit(cache=True, nogil=True)
 def propagate_list_slot(spikes, n, pre_lo, pre_hi, indptr, post, w, ring, touch, n_touch, s):
-    """``propagate_list`` for a projection whose synapses all have one delay (slot ``s``)."""
+    """``propagate_list`` for a projection whose synapses all have one delay (slot ``s``: the
+    touch count stays in a register)."""
     cap = touch.shape[1]
     c = n_touch[s]
     row = ring[s]
@@ -112,59 +177,11 @@ def propagate_list_slot(spikes, n, pre_lo, pre_hi, indptr, post, w, ring, touch,
         g = spikes[m]
         if g >= pre_hi:
             break
+        _prefetch_row(spikes, n, m, pre_lo, pre_hi, indptr, post)
         i = g - pre_lo
         for k in range(indptr[i], indptr[i + 1]):
             j = post[k]
-            row[j] += w[k]
-            if c < cap:
-                tl[c] = j
-            c += 1
-    n_touch[s] = c
-
-
-@numba.njit(cache=True, nogil=True)
-def propagate_list_uniform(
-    spikes, n, pre_lo, pre_hi, indptr, post, delay, w, ring, touch, n_touch, t
-):
-    """``propagate_list`` for a projection whose synapses all have weight ``w`` (a scalar, so
-    the weights are not streamed from memory: the same additions, the same bits)."""
-    n_slots = ring.shape[0]
-    cap = touch.shape[1]
-    base = t % n_slots
-    for m in range(_first_at_least(spikes, n, pre_lo), n):
-        g = spikes[m]
-        if g >= pre_hi:
-            break
-        i = g - pre_lo
-        for k in range(indptr[i], indptr[i + 1]):
-            s = base + delay[k]
-            if s >= n_slots:
-                s -= n_slots
-            j = post[k]
-            ring[s, j] += w
-            c = n_touch[s]
-            if c < cap:
-                touch[s, c] = j
-            n_touch[s] = c + 1
-
-
-@numba.njit(cache=True, nogil=True)
-def propagate_list_slot_uniform(
-    spikes, n, pre_lo, pre_hi, indptr, post, w, ring, touch, n_touch, s
-):
-    """``propagate_list_slot`` for a projection whose synapses all have weight ``w``."""
-    cap = touch.shape[1]
-    c = n_touch[s]
-    row = ring[s]
-    tl = touch[s]
-    for m in range(_first_at_least(spikes, n, pre_lo), n):
-        g = spikes[m]
-        if g >= pre_hi:
-            break
-        i = g - pre_lo
-        for k in range(indptr[i], indptr[i + 1]):
-            j = post[k]
-            row[j] += w
+            row[j] += _weight(w, k)
             if c < cap:
                 tl[c] = j
             c += 1

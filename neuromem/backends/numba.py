@@ -7,17 +7,20 @@ over CSR rows; one thread.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 from ..codegen import SourceWriter, cache_dir
-from ..equations import Printer, Statement
+from ..equations import Expression, Printer, Statement, drop_zero_terms
 from ..lower import PHASES, PlasticityProgram, PopulationProgram, uniform_value
 from .base import Simulation
 from .operators import NumbaELM
@@ -73,12 +76,14 @@ def _neuron_kernel(
     not on sizes or values, so populations of one model share it, across networks too.
 
     Delivery: the neurons that received events for this slot are listed in ``touch`` (the
-    whole slot is delivered densely when the list overflowed); the dense pass then adds
-    ``0.0 * scale`` for every port, which is what delivering an empty ring entry adds, so every
-    neuron computes ``var + ring * scale`` with the same bits as a dense delivery (for a listed
-    neuron the second ``+ 0.0 * scale`` is exact, the sum being a non-zero or +0.0 unless a
-    product underflows to -0.0). The per-neuron loop is branch-free (selects), so LLVM
-    vectorises it.
+    whole slot is delivered densely when the list overflowed); either way a neuron's input
+    variable gets ``ring * scale`` where its ring entry is non-zero and is left untouched
+    elsewhere, as Brian2's ``on_pre`` leaves neurons without events (the torch backend adds
+    the empty entries too: the same values, zeros may differ in sign). So the state has the
+    same bits whichever path delivered it, and the per-neuron loop has no delivery work; it is
+    branch-free (selects), so LLVM vectorises it. An undriven input is the literal 0.0, and
+    additive terms that are a constant times it are dropped (``a + 0.0`` is ``a`` up to the
+    sign of a zero).
 
     Ports in ``counted`` have integer rings that count events (one projection of one fixed
     weight feeds them): the entry delivered is ``table[count]``, the sum of ``count`` weights
@@ -97,7 +102,13 @@ def _neuron_kernel(
             return f"in_{n}[step, i]" if n in driven else "0.0"
         return const(n, "i")
 
-    pr = Printer(local, _FUNCS, "scalar")
+    undriven = [v for v in inputs if v not in driven]
+    finite = [k for k in consts if np.all(np.isfinite(p.constants[k]))]
+    printer = Printer(local, _FUNCS, "scalar")
+
+    def pr(e: Expression) -> str:
+        return printer(drop_zero_terms(e, undriven, finite))
+
     args = [
         "step",
         "slot",
@@ -115,6 +126,13 @@ def _neuron_kernel(
         e = f"ring_{port}[slot, i]"
         return f"table_{port}[{e}]" if port in counted else e
 
+    def deliver(port: str, var: str, scale: str) -> None:
+        # a repeated touch-list entry finds the entry already cleared: nothing added again
+        c(f"if ring_{port}[slot, i] != 0:")
+        with c.block():
+            c(f"s_{var}[i] += {entry(port)} * {const(scale, 'i')}")
+            c(f"ring_{port}[slot, i] = {'0' if port in counted else '0.0'}")
+
     refsteps = "refsteps" if "refsteps" in scalars else "refsteps[i]"
     c = SourceWriter()
     c("@numba.njit(cache=True, nogil=True, error_model='numpy')")
@@ -128,21 +146,17 @@ def _neuron_kernel(
                 c("for m in range(nt):")
                 with c.block():
                     c(f"i = touch_{port}[slot, m]")
-                    c(f"s_{var}[i] += {entry(port)} * {const(scale, 'i')}")
-                    c(f"ring_{port}[slot, i] = {'0' if port in counted else '0.0'}")
+                    deliver(port, var, scale)
             c("else:")
             with c.block():
                 c("for i in range(spk.shape[0]):")
                 with c.block():
-                    c(f"s_{var}[i] += {entry(port)} * {const(scale, 'i')}")
-                    c(f"ring_{port}[slot, i] = {'0' if port in counted else '0.0'}")
+                    deliver(port, var, scale)
             c(f"n_touch_{port}[slot] = 0")
         c("for i in range(spk.shape[0]):")
         with c.block():
             for v in state:
                 c(f"x_{v} = s_{v}[i]")
-            for port, (var, scale) in p.ports.items():
-                c(f"x_{var} = x_{var} + 0.0 * {const(scale, 'i')}  # empty ring entry ({port})")
             if reset_mode == "next_step" and p.reset:
                 c("prev = spk[i]")
                 for st in p.reset:
@@ -260,7 +274,7 @@ class _Group:
     constants: list[str]  # constants the kernel reads
     scalars: frozenset[str]  # of those (and "refsteps"), the ones uniform over the group
     values: dict[str, Any]  # name -> array over the group, or its scalar when uniform
-    ref_dtype: type  # refractory counters: int32 unless a period needs more
+    ref_dtype: type  # refractory counters: the narrowest that holds the longest period
 
 
 def _layout(prog, reset_mode: str) -> tuple[list[_Group], dict[str, int], int, int]:
@@ -279,7 +293,10 @@ def _layout(prog, reset_mode: str) -> tuple[list[_Group], dict[str, int], int, i
         values: dict[str, Any] = {k: np.concatenate([p.constants[k] for p in pops]) for k in consts}
         refsteps = np.concatenate([p.refractory_steps for p in pops])
         top = refsteps.max() if refsteps.size else 0
-        ref_dtype = np.int16 if top < 2**15 - 1 else np.int32 if top < 2**31 - 1 else np.int64
+        # narrow counters: fewer bytes streamed and cheaper widening in the vectorised loop
+        ref_dtype = next(
+            d for d in (np.uint8, np.int16, np.int32, np.int64) if top < np.iinfo(d).max
+        )
         values["refsteps"] = refsteps.astype(ref_dtype)
         scalars = set()
         for k, arr in values.items():
@@ -419,20 +436,18 @@ def generate(
         # a fixed (no plasticity) uniform weight is a scalar argument: not streamed per synapse
         args += [f"{Q}__{a}" for a in ("pre_lo", "pre_hi", "indptr", "post_in_group")]
         if (G, q.port) in sim._counted:
-            # the ring counts events (see _counted_ports): the uniform kernels add 1
-            w, kind = "1", "_uniform"
+            w = "1"  # the ring counts events (see _counted_ports)
         else:
-            uniform = _uniform_weight(q) is not None
-            w, kind = (f"{Q}__wu", "_uniform") if uniform else (f"{Q}__w", "")
+            w = f"{Q}__wu" if _uniform_weight(q) is not None else f"{Q}__w"
             args.append(w)
         if _single_delay(q) is not None:
             args.append(f"{Q}__d")
             propagate.append(
-                f"K.propagate_list_slot{kind}({common}, {w}, {ring}, (t + {Q}__d) % buf_len)"
+                f"K.propagate_list_slot({common}, {w}, {ring}, (t + {Q}__d) % buf_len)"
             )
         else:
             args.append(f"{Q}__delay")
-            propagate.append(f"K.propagate_list{kind}({common}, {Q}__delay, {w}, {ring}, t)")
+            propagate.append(f"K.propagate_list({common}, {Q}__delay, {w}, {ring}, t)")
         if q.plasticity is not None:
             pl = q.plasticity
             args += [
@@ -497,12 +512,25 @@ def _module_name(source: str) -> str:
     return "nmk_" + hashlib.sha256(source.encode()).hexdigest()[:20]
 
 
+@functools.cache
+def _generated_dir() -> Path:
+    """The folder of generated modules: one per version of the shared kernels and of numba.
+    Generated drivers call ``_numba_kernels``; numba's on-disk cache of a driver does not
+    notice when those change, so a new kernels source gets a fresh folder."""
+    from . import _numba_kernels
+
+    stamp = hashlib.sha256(Path(_numba_kernels.__file__).read_bytes())
+    stamp.update(numba.__version__.encode())
+    return cache_dir("numba") / stamp.hexdigest()[:12]
+
+
 def _load(source: str):
     """Write ``source`` to the cache directory (once) and import it by its content hash."""
     name = _module_name(source)
     if name in sys.modules:
         return sys.modules[name]
-    directory = cache_dir("numba")
+    directory = _generated_dir()
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.py"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
