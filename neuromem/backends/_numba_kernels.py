@@ -103,7 +103,7 @@ def _weight_impl(w, k):
 
 
 @intrinsic
-def _prefetch(typingctx, arr, idx):
+def prefetch(typingctx, arr, idx):
     """Ask the cache for ``arr[idx]`` (``prefetcht0``; changes no value)."""
     if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
         return None
@@ -132,9 +132,9 @@ def _prefetch_row(spikes, n, m, pre_lo, pre_hi, indptr, post):
     if m + _ROWS_AHEAD < n:
         g = spikes[m + _ROWS_AHEAD]
         if g < pre_hi:
-            k = indptr[g - pre_lo]
-            _prefetch(post, k)
-            _prefetch(post, k + 64 // post.itemsize)
+            i = g - pre_lo
+            for k in range(indptr[i], indptr[i + 1], 64 // post.itemsize):
+                prefetch(post, k)
 
 
 @numba.njit(cache=True, nogil=True)
