@@ -80,7 +80,7 @@ from typing import Any
 import numpy as np
 
 from neuromem.errors import SpecError
-from neuromem.lower import stimulus_raster
+from neuromem.lower import source_spikes
 from neuromem.spec import (
     Network,
     Population,
@@ -668,20 +668,6 @@ def differences(net: Network, target: str = "spiNNaker") -> list[dict[str, str]]
 
 
 # ----------------------------------------------------------------------------- spec export
-def _stim_raster(net: Network, p: Population, steps: int, inputs: dict[str, Any]) -> np.ndarray:
-    r = stimulus_raster(p.stimulus, p.size, net.discretization.dt, 0, steps)
-    r = np.zeros((steps, p.size), dtype=bool) if r is None else r
-    if p.name in inputs:
-        x = np.asarray(inputs[p.name], dtype=bool)
-        if x.ndim != 2 or x.shape[1] != p.size or x.shape[0] > steps:
-            raise SpecError(
-                f"population {p.name!r}: input raster of shape {x.shape} does not fit "
-                f"({steps}, {p.size})"
-            )
-        r[: x.shape[0]] |= x
-    return r
-
-
 def _param(arrays: dict[str, np.ndarray], key: str, v: np.ndarray) -> Any:
     v = np.asarray(v, dtype=np.float64)
     if v.size and np.all(v == v[0]):
@@ -715,7 +701,15 @@ def to_pynn_spec(
     for p in net.populations:
         entry: dict[str, Any] = {"name": p.name, "size": p.size}
         if p.model.spike_source:
-            raster = _stim_raster(net, p, steps, inputs)
+            raster = source_spikes(
+                p.stimulus,
+                p.size,
+                net.discretization.dt,
+                0,
+                steps,
+                inputs.get(p.name),
+                f"PyNN export: input for population {p.name!r}",
+            )
             if target == "nest" and raster[:1].any():
                 # pyNN.nest sends source spikes through parrot neurons one min_delay later,
                 # so a spike of step 0 would need a NEST spike time of 0 ms, which NEST refuses

@@ -349,3 +349,11 @@ def test_nest_refuses_step0_source_spike():
     il[0, 1] = True
     with pytest.raises(SpecError, match=r"population 'src': spike in step 0 \(target pyNN.nest"):
         hp.to_pynn_spec(net, STEPS, {"src": il}, target="nest")
+
+
+def test_input_raster_of_wrong_shape_is_refused():
+    """Run-time inputs follow Simulation.run: exactly (steps, size), else a named error."""
+    net = _static_net_delays_ge_2()
+    short = np.zeros((STEPS - 1, 4), dtype=bool)
+    with pytest.raises(SpecError, match=r"input for population 'src' has shape \(\d+, 4\)"):
+        hp.to_pynn_spec(net, STEPS, {"src": short}, target="nest")
