@@ -22,9 +22,11 @@ compute the same membrane. State difference: neuromem projections have a delay o
 reproduces these delays (its spikes are checked against ours), the library peers have none.
 
 Timed: forward (``torch.no_grad``) and forward+backward of ``loss = mean(output spikes)``
-(gradients of all weights), including state reset; min and median over repeats after two
-warm-ups, one thread; the implementations take turns within each repeat. The floor: forward
-``X_l @ W_l`` over all ``T * B`` rows of each layer; forward+backward adds the weight gradient
+(gradients of all weights; the output gradient ``1 / numel`` is made once per shape, outside
+the timed runs, as the floor's gradients are), including state reset; min and median over
+repeats after two warm-ups, one thread; the implementations take turns within each repeat.
+The floor: forward ``X_l @ W_l`` over all ``T * B`` rows of each layer; forward+backward adds
+the weight gradient
 ``X_l^T @ G_l`` of every layer and the input gradient ``G_l @ W_l^T`` of every layer but the
 first (whose input is data: no implementation computes that product).
 
@@ -101,12 +103,23 @@ def _input(T: int, n: int, seed: int = 1) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ implementations
+#: d mean(out) / d out for each output shape, made once (in the untimed warm-ups): like the
+#: floor's given gradients G, so no implementation's time includes allocating the loss's
+#: (T, B, n) gradient (a fresh, page-faulted mapping above 32 MiB)
+_GRAD_OF_MEAN: dict[tuple[int, ...], torch.Tensor] = {}
+
+
 def _backward(out: torch.Tensor, params, train: bool) -> torch.Tensor:
-    """With ``train``: clear the gradients and back-propagate ``mean(out)`` into ``params``."""
+    """With ``train``: clear the gradients and back-propagate ``loss = mean(out)`` into
+    ``params`` (``out.backward`` with the loss's gradient ``1 / out.numel()`` everywhere:
+    the same weight gradients as ``out.mean().backward()``)."""
     if train:
         for p in params:
             p.grad = None
-        out.mean().backward()
+        g = _GRAD_OF_MEAN.get(tuple(out.shape))
+        if g is None:
+            g = _GRAD_OF_MEAN[tuple(out.shape)] = torch.full_like(out, 1.0 / out.numel())
+        out.backward(g)
     return out
 
 

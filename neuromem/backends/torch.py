@@ -17,7 +17,9 @@ for neurons, ``(B, n_pre, n_post)`` for plastic weights. Three schedules execute
   chunk by one matrix product per delay over all ``T * B`` rows, only the neuron recurrence
   step by step. With autograd, a population runs as one :class:`_FusedPopulation` node whose
   backward pass is generated from sympy derivatives of the same expressions
-  (:func:`generate_population_backward`), instead of a per-step autograd graph.
+  (:func:`generate_population_backward`), instead of a per-step autograd graph; on the CPU
+  the node computes a port's product itself, one cache-sized block of steps at a time, and
+  keeps its (T, B, n) work tensors in buffers reused across calls.
 * **step** (:func:`generate`; everything else, e.g. plastic or recurrent networks with
   autograd): one generated step function per time step, dense connectivity. A static
   projection is one ``(n_pre, n_post)`` matrix per delay (duplicate synapses summed). A plastic
@@ -67,6 +69,8 @@ _SURROGATES = ("fast_sigmoid", "sigmoid")
 _SCHEDULES = ("auto", "step", "layered")
 _SPARSE_TABLE_BYTES = 512 * 2**20  # padded propagation tables above this: dense step path
 _PER_STEP_FACTORS = 4096  # B * n from which backward factors are computed step by step
+_BLOCK_BYTES = 2**20  # a fused population's time block: (steps, B, n) values in this many bytes
+_FREE_BYTES = 2**28  # work buffers of the fused populations kept for reuse, at most
 
 
 # ------------------------------------------------------------------------------ surrogate spike
@@ -338,6 +342,15 @@ class _HoistPrinter(Printer):
         return super()._p(n)
 
 
+def _saved_names(p: PopulationProgram, keep: set[str] | None) -> list[str]:
+    """What the ``"saving"`` loop keeps for the fused backward: ``U_<var>`` (state after
+    delivery), ``Z_<var>`` (after integration), ``R`` (refractory flags, bool); only those
+    in ``keep`` (the names the backward reads) when given, ``R`` always when refractory."""
+    saved = [f"U_{v}" for v in p.state] + [f"Z_{v}" for v in p.state]
+    saved += ["R"] if np.any(p.refractory_steps > 0) else []
+    return [x for x in saved if keep is None or x in keep or x == "R"]
+
+
 def generate_population_loop(
     sim: TorchSimulation,
     p: PopulationProgram,
@@ -345,7 +358,7 @@ def generate_population_loop(
     variant: str,
     keep: set[str] | None = None,
 ) -> str:
-    """Source of ``loop(S, K, X, cur, T, PI)``: ``T`` steps of one computed population whose
+    """Source of ``loop(S, K, X, cur, T, PI, SV)``: ``T`` steps of one computed population whose
     synaptic input for every step is known in advance (the layered schedule).
 
     ``X`` maps each port in ``driven_ports`` to a list of ``T`` tensors: the events arriving in
@@ -356,11 +369,13 @@ def generate_population_loop(
 
     ``variant``: ``"autograd"`` builds the autograd graph (surrogate spikes, blended resets);
     ``"plain"`` computes values only (resets by ``where``, float spikes made once at the end);
-    ``"saving"`` is ``"plain"`` that also keeps what :func:`generate_population_backward`
+    ``"saving"`` is ``"plain"`` that also copies what :func:`generate_population_backward`
     reads (state after delivery ``U_*`` and after integration ``Z_*``, refractory flags;
-    only the names in ``keep`` when given).
-    Returns the hard spikes, the float spikes (a list, or one (T, B, n) tensor), the probed
-    values of every step and the saved tensors.
+    only the names in ``keep`` when given: :func:`_saved_names`) into step ``k`` of the
+    caller's (T, B, n) buffers ``SV[name]``. It runs one time block of a
+    :class:`_FusedPopulation` at a time, which writes the float spikes itself.
+    Returns the hard spikes, the float spikes (a list, one (T, B, n) tensor, or None for
+    ``"saving"``) and the probed values of every step.
     """
     prog = sim.program
     assert prog.phases == PHASES, "lowering phases changed: update the torch generator"
@@ -393,7 +408,7 @@ def generate_population_loop(
     if save:
         for v in p.state:
             if keep is None or f"U_{v}" in keep:
-                c(f"U_{v}.append({pr.name(v)})")
+                c(f"U_{v}[k].copy_({pr.name(v)})")
     refr = "None"
     if refractory:  # else the counter stays 0: no refractory bookkeeping in the loop
         ref = nm.s(f"P_{n}__ref")
@@ -401,7 +416,7 @@ def generate_population_loop(
         c(f"refr = {ref} > 0")
         c(f"{ref} = {ref} - refr.to({ref}.dtype)")
         if save:
-            c("R.append(refr)")
+            c("R[k].copy_(refr)")
     for v, e in p.updates.items():
         c(f"new_{v} = {pr(e)}")
     for v in p.updates:
@@ -412,7 +427,7 @@ def generate_population_loop(
     if save:
         for v in p.state:
             if keep is None or f"Z_{v}" in keep:
-                c(f"Z_{v}.append({pr.name(v)})")
+                c(f"Z_{v}[k].copy_({pr.name(v)})")
     if p.threshold is None:
         c(f"{spk} = _as_bool({zero})")
     else:
@@ -432,7 +447,7 @@ def generate_population_loop(
     probes = [(var, r) for r, (pop, var, _) in enumerate(prog.state_probes) if pop == n]
     for var, r in probes:
         c(f"rec{r}.append({pr.name(var)}.index_select(1, PI[{r}]))")
-    head = ["def loop(S, K, X, cur, T, PI):"]
+    head = ["def loop(S, K, X, cur, T, PI, SV=None):"]
     head += [f"    {k} = K[{k!r}]" for k in sorted(nm.constants)]
     head += [f"    {k} = S[{k!r}]" for k in sorted(nm.state)]
     head += [f"    I_{n}__{v} = cur.get({v!r}, {zero})" for v in p.inputs]
@@ -440,20 +455,18 @@ def generate_population_loop(
     head += [f"    X_{port} = X[{port!r}]" for port in driven_ports]
     head += ["    out_spk, out_spkf = [], []"]
     head += [f"    rec{r} = []" for _, r in probes]
-    saved = []
-    if save:
-        saved = [f"U_{v}" for v in p.state] + [f"Z_{v}" for v in p.state]
-        saved += ["R"] if refractory else []
-        saved = [x for x in saved if keep is None or x in keep or x == "R"]
-        head += [f"    {x} = []" for x in saved]
+    saved = _saved_names(p, keep) if save else []
+    head += [f"    {x} = SV[{x!r}].unbind(0)" for x in saved]
     head += ["    for k in range(T):"]
     tail = []
     if not graph:  # float spikes once for the chunk; the last step's for the state
-        tail += [f"    {spkf} = _as_float({spk})", "    out_spkf = _as_float(torch.stack(out_spk))"]
+        tail += [f"    {spkf} = _as_float({spk})"]
+        tail += [
+            "    out_spkf = None" if save else "    out_spkf = _as_float(torch.stack(out_spk))"
+        ]
     tail += [f"    S[{k!r}] = {k}" for k in sorted(nm.state)]
     recs = ", ".join(f"{r}: rec{r}" for _, r in probes)
-    keep = ", ".join(f"{x!r}: {x}" for x in saved)
-    tail += [f"    return out_spk, out_spkf, {{{recs}}}, {{{keep}}}"]
+    tail += [f"    return out_spk, out_spkf, {{{recs}}}"]
     return "\n".join(head + c.lines + tail) + "\n"
 
 
@@ -717,10 +730,12 @@ def _derivatives(expr: Expression, wrt: tuple[str, ...], where: str) -> dict[str
 def generate_population_backward(
     sim: TorchSimulation, p: PopulationProgram, driven_ports: tuple[str, ...]
 ) -> str:
-    """Source of ``bwd(K, saved, SF, G, cur, T)``: backpropagation through the ``T`` steps of the
-    ``"saving"`` loop of :func:`generate_population_loop`, derived symbolically (sympy) from the
-    same lowered expressions. ``SF``: float spikes (T, B, n); ``G``: the gradient of the loss
-    by them. Returns the gradient by each driven port's input (lists, one tensor per step).
+    """Source of ``bwd(K, saved, SF, G, cur, T, OUT)``: backpropagation through the ``T`` steps
+    of the ``"saving"`` loop of :func:`generate_population_loop`, derived symbolically (sympy)
+    from the same lowered expressions. ``SF``: float spikes (T, B, n); ``G``: the gradient of
+    the loss by them. The gradient by each driven port's input in step ``k`` is copied into
+    ``OUT[port][k]`` (a (B, n) row of the caller's buffer; None: not wanted), so no per-step
+    tensors are kept and no (T, B, n) tensor is stacked from them.
 
     One step, forward: ``u`` = state after delivery, ``z_j = new_j(u)`` (``u_j`` while
     refractory for clamped ``j``), ``s = H(m(z))`` with ``ds/dm`` the surrogate (zero while
@@ -839,37 +854,40 @@ def generate_population_backward(
         c(f"gy_{v} = {' + '.join(terms_u[v]) if terms_u[v] else f'0.0 * gy_{v}'}")
     for port, (var, _scale) in p.ports.items():
         if port in driven_ports:
-            c(f"gX_{port}.append(gy_{var})")
-    head = ["def bwd(K, saved, SF, G, cur, T):"]
+            c(f"o = gX_{port}[k]")
+            c("if o is not None:")
+            with c.block():
+                c(f"o.copy_(gy_{var})")
+    head = ["def bwd(K, saved, SF, G, cur, T, OUT):"]
     head += [f"    {k} = K[{k!r}]" for k in sorted(nm.constants)]
     step_lines = []
     if per_step:
         head += [f"    I_{v} = _over_time(cur.get({v!r}, K[{f'Z_{n}'!r}]), T)" for v in p.inputs]
         head += [
-            f"    {x.upper()[0]}{x[1:]} = saved[{(x.upper()[0] + x[1:])!r}]" for x in sorted(used)
+            f"    {x.upper()[0]}{x[1:]} = saved[{(x.upper()[0] + x[1:])!r}].unbind(0)"
+            for x in sorted(used)
         ]
         step_lines += [f"        i_{v} = I_{v}[k]" for v in p.inputs]
         step_lines += [f"        {x} = {x.upper()[0]}{x[1:]}[k]" for x in sorted(used)]
         head += ["    SFl = SF.unbind(0)"]
         step_lines += ["        sf = SFl[k]"]
         if refractory:
-            head += ["    R = saved['R']"]
+            head += ["    R = saved['R'].unbind(0)"]
             step_lines += ["        nr = _as_float(~R[k])", "        rr = _as_float(R[k])"]
     else:
         head += [f"    I_{v} = cur.get({v!r}, K[{f'Z_{n}'!r}])" for v in p.inputs]
-        head += [f"    {x} = torch.stack(saved[{x!r}])" for x in sorted(used)]
+        head += [f"    {x} = saved[{x!r}]" for x in sorted(used)]
         if refractory:
             head += [
-                "    R = torch.stack(saved['R'])",
+                "    R = saved['R']",
                 "    NR = _as_float(~R)",
                 "    RR = _as_float(R)",
             ]
     head += pre.lines
     head += [f"    gy_{v} = torch.zeros_like(G[0])" for v in names]
-    head += [f"    gX_{port} = []" for port in driven_ports]
+    head += [f"    gX_{port} = OUT[{port!r}]" for port in driven_ports]
     head += ["    for k in range(T - 1, -1, -1):"]
-    tail = [f"    gX_{port}.reverse()" for port in driven_ports]
-    tail += [f"    return {{{', '.join(f'{port!r}: gX_{port}' for port in driven_ports)}}}"]
+    tail = ["    return None"]
     return "\n".join(head + step_lines + body.lines + c.lines + tail) + "\n"
 
 
@@ -878,34 +896,144 @@ def _steps(head: list[torch.Tensor], Y: torch.Tensor, d: int, T: int) -> list[to
     return [*head, *Y.unbind(0)[: T - d]] if d else list(Y.unbind(0))
 
 
+class _FusedRun:
+    """One population over a run chunk, as :class:`_FusedPopulation` runs it: the generated
+    ``"saving"`` loop over blocks of steps and the generated backward.
+
+    ``ports`` maps each driven port to ``(kind, head, d)``: step ``k`` receives ``head[k]`` for
+    ``k < d``, then row ``k - d`` of the port's arrivals. Kind ``"Y"``: the arrivals (T, B, n)
+    are one input of the node. Kind ``"mm"``: two inputs, the presynaptic float spikes
+    ``pre`` (T, B, n_pre) and the weights ``W`` (n_pre, n); the node computes ``pre @ W``
+    itself, one block of steps at a time into a reused buffer that stays in cache (with MKL
+    on the CPU the rows of a product do not depend on the other rows: the same bits as one
+    product over all ``T * B`` rows; tests/test_torch_layered.py checks it), and in the
+    backward the products autograd's ``mm`` would compute.
+    What the backward reads (``saved``: :func:`_saved_names`) and the gradient by the
+    arrivals go to work buffers of the simulation, reused across calls; so the only new
+    (T, B, n) tensors of a call are the float spikes and, for a ``"Y"`` port, the gradient.
+    """
+
+    def __init__(
+        self,
+        sim: TorchSimulation,
+        n: str,
+        K: dict[str, torch.Tensor],
+        cur: dict[str, torch.Tensor],
+        PI: dict[int, torch.Tensor],
+        T: int,
+        ports: dict[str, tuple[str, list[torch.Tensor], int]],
+    ) -> None:
+        self.sim, self.K, self.cur, self.PI, self.T, self.ports = sim, K, cur, PI, T, ports
+        self.loop, self.bwd = sim._pop_loops[n]["saving"], sim._pop_bwd[n]
+        self.names, self.size = sim._pop_saved[n], sim.program.populations[n].size
+        self.rec: dict[int, list[torch.Tensor]] = {}
+        self.saved: dict[str, torch.Tensor] = {}
+
+    def forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Float spikes (T, B, n); keeps the probes and what the backward reads."""
+        sim, T, n = self.sim, self.T, self.size
+        B = sim.batch_size
+        # steps per block: the block's arrivals, states and spikes stay in cache
+        block = max(1, min(T, _BLOCK_BYTES // (B * n * sim.dtype.itemsize)))
+        src: dict[str, Any] = {}
+        it = iter(inputs)
+        for port, (kind, head, d) in self.ports.items():
+            if kind == "mm":
+                pre, W = next(it), next(it)
+                src[port] = (pre.reshape(T * B, pre.shape[2]), W, sim._buffer((block * B, n)))
+            else:
+                src[port] = _steps(head, next(it), d, T)
+        self.saved = {
+            x: sim._buffer((T, B, n), torch.bool if x == "R" else None) for x in self.names
+        }
+        soft = torch.empty(T, B, n, dtype=sim.dtype, device=sim.device)
+        spk = sim._buffer((block, B, n), torch.bool)
+        for k0 in range(0, T, block):
+            k1 = min(T, k0 + block)
+            X = {}
+            for port, (kind, head, d) in self.ports.items():
+                if kind != "mm":
+                    X[port] = src[port][k0:k1]
+                    continue
+                pre, W, buf = src[port]
+                r0, r1 = max(k0, d) - d, k1 - d  # product rows arriving in this block
+                X[port] = head[k0:k1]
+                if r1 > r0:
+                    Y = torch.mm(pre[r0 * B : r1 * B], W, out=buf[: (r1 - r0) * B])
+                    X[port] = [*X[port], *Y.view(r1 - r0, B, n).unbind(0)]
+            cur = {v: x[k0:k1] if x.dim() == 3 else x for v, x in self.cur.items()}
+            SV = {x: b[k0:k1] for x, b in self.saved.items()}
+            hard, _, rec = self.loop(sim._S, self.K, X, cur, k1 - k0, self.PI, SV)
+            torch.stack(hard, out=spk[: k1 - k0])
+            soft[k0:k1].copy_(spk[: k1 - k0].view(torch.uint8))  # 0/1 as _as_float gives
+            for r, values in rec.items():
+                self.rec.setdefault(r, []).extend(values)
+        sim._release(spk, *(v[2] for v in src.values() if isinstance(v, tuple)))
+        return soft
+
+    def backward(
+        self, g: torch.Tensor, soft: torch.Tensor, inputs: tuple[torch.Tensor, ...], needs
+    ) -> list[torch.Tensor | None]:
+        """Gradients by the node's inputs (``needs``: which are wanted)."""
+        sim, T, n = self.sim, self.T, self.size
+        B = sim.batch_size
+        out, gys = {}, []
+        for port, (kind, _, d) in self.ports.items():
+            # "mm": a work buffer, consumed below; "Y": handed to autograd
+            gy = sim._buffer((T, B, n)) if kind == "mm" else g.new_empty(T, B, n)
+            if d:  # rows of the arrivals that left the chunk (into the ring): no gradient
+                gy[T - d :].zero_()
+            out[port] = [None] * d + list(gy.unbind(0)[: T - d])
+            gys.append(gy)
+        self.bwd(self.K, self.saved, soft, g.unbind(0), self.cur, T, out)
+        sim._release(*self.saved.values())
+        self.saved = {}
+        grads: list[torch.Tensor | None] = []
+        i = 0
+        for (kind, _, _), gy in zip(self.ports.values(), gys, strict=True):
+            if kind != "mm":
+                grads.append(gy)
+                i += 1
+                continue
+            pre, W = inputs[i], inputs[i + 1]
+            gf, pf = gy.view(T * B, n), pre.reshape(T * B, pre.shape[2])
+            # as autograd differentiates pre.reshape(T * B, n_pre) @ W (row-major operands)
+            grads.append(gf.mm(W.t()).view(pre.shape) if needs[i] else None)
+            grads.append(pf.t().mm(gf) if needs[i + 1] else None)
+            sim._release(gy)
+            i += 2
+        return grads
+
+
 class _FusedPopulation(torch.autograd.Function):
-    """One population over a run chunk as one autograd node: forward by the ``"saving"`` loop
-    without a graph, backward by the generated BPTT loop (far fewer tensor operations and no
-    per-step autograd bookkeeping). Gradients flow to the port inputs only."""
+    """One population over a run chunk as one autograd node (:class:`_FusedRun`): forward by
+    the ``"saving"`` loop without a graph, backward by the generated BPTT loop (far fewer
+    tensor operations and no per-step autograd bookkeeping). Gradients flow to the port
+    inputs only: the arrivals, or the presynaptic spikes and weights of a product."""
 
     @staticmethod
-    def forward(ctx, run, bwd, cur, T, ports, heads, *Y):  # type: ignore[override]
-        steps = {p: _steps(h, y, d, T) for p, (h, d), y in zip(ports, heads, Y, strict=True)}
+    def forward(ctx, run, *inputs):  # type: ignore[override]
         with torch.no_grad():
-            hard, soft, rec, saved = run(steps, T)
-        ctx.bwd, ctx.saved, ctx.cur, ctx.T, ctx.ports = bwd, saved, cur, T, ports
-        ctx.delays = [d for _, d in heads]
-        ctx.soft = soft
+            soft = run.forward(inputs)
+        ctx.run, ctx.soft = run, soft
+        # the backward's products read pre and W; the arrivals of a "Y" port are not kept
+        keep = [
+            f for k, _, _ in run.ports.values() for f in ((True, True) if k == "mm" else (False,))
+        ]
+        ctx.save_for_backward(*(x if f else None for x, f in zip(inputs, keep, strict=True)))
         return soft
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
+        if ctx.run is None:  # its saved values are work buffers again
+            raise RuntimeError(
+                "neuromem torch backend: a fused population's backward ran twice "
+                "(retain_graph is not supported by the layered schedule; use schedule='step')"
+            )
         with torch.no_grad():
-            gX = ctx.bwd(ctx.saved, ctx.soft, g.unbind(0), ctx.cur, ctx.T)
-            gY = []
-            for p, d in zip(ctx.ports, ctx.delays, strict=True):
-                # rows of Y that left the chunk (into the ring buffer) get no gradient
-                rows = gX[p][d:]
-                out = g.new_zeros(g.shape) if d else g.new_empty(g.shape)
-                torch.stack(rows, out=out[: ctx.T - d])
-                gY.append(out)
-        ctx.saved = ctx.soft = None
-        return (None, None, None, None, None, None, *gY)
+            grads = ctx.run.backward(g, ctx.soft, ctx.saved_tensors, ctx.needs_input_grad[1:])
+        ctx.run = ctx.soft = None
+        return (None, *grads)
 
 
 # ------------------------------------------------------------------------------ the simulation
@@ -1045,6 +1173,8 @@ class TorchSimulation(Simulation, nn.Module):
         self._dense_gather: dict[str, torch.Tensor | None] = {}
         self._dense_scatter: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._dense_cache: dict[str, torch.Tensor] | None = None
+        # (shape, dtype) -> free work buffers of the fused populations (_buffer, _release)
+        self._free: dict[tuple[tuple[int, ...], torch.dtype], list[torch.Tensor]] = {}
         static: dict[str, torch.Tensor] = {}
         for q in self.program.projections.values():
             if q.plasticity is None:
@@ -1105,6 +1235,7 @@ class TorchSimulation(Simulation, nn.Module):
         self._ports_in: dict[str, dict[str, list[tuple[str, int]]]] = {}
         self._pop_loops: dict[str, dict[str, Callable[..., Any]]] = {}
         self._pop_bwd: dict[str, Callable[..., Any]] = {}
+        self._pop_saved: dict[str, list[str]] = {}  # population -> what its backward reads
         self.layer_sources: dict[str, str] = {}
         self.fused_obstacles: dict[str, str] = {}  # population -> why it has no fused backward
         if not self._layered:
@@ -1133,6 +1264,7 @@ class TorchSimulation(Simulation, nn.Module):
                 bwd = None
             # the forward keeps only what the backward reads
             keep = set(re.findall(r"saved\['(\w+)'\]", bwd)) if bwd else None
+            self._pop_saved[n] = _saved_names(p, keep)
             for variant in ("autograd", "plain", "saving"):
                 src = generate_population_loop(self, p, tuple(ports), variant, keep)
                 self.layer_sources[f"{n}:{variant}"] = src
@@ -1632,7 +1764,6 @@ class TorchSimulation(Simulation, nn.Module):
                 out[n] = fspikes[n] if float_spikes else x if x.dtype == torch.bool else x != 0
         probes: dict[int, torch.Tensor] = {}
         for n in self._layer_order:
-            X = self._arrivals(n, K, fspikes, T)
             pcur = {k.split(".", 1)[1]: v for k, v in cur.items() if k.split(".", 1)[0] == n}
             PI = {
                 r: torch.as_tensor(idx, device=self.device)
@@ -1640,61 +1771,73 @@ class TorchSimulation(Simulation, nn.Module):
                 if pop == n
             }
             loops, bwd = self._pop_loops[n], self._pop_bwd.get(n)
-            needs_grad = grad and any(
-                x.requires_grad for x in (*(y for _, y, _ in X.values()), *pcur.values())
-            )
-            if needs_grad and bwd is not None and not any(v.requires_grad for v in pcur.values()):
-                held: dict[str, Any] = {}
-
-                def fwd(Xs, steps_, loop=loops["saving"], pcur=pcur, PI=PI, held=held):
-                    hard, soft, rec, saved = loop(S, K, Xs, pcur, steps_, PI)
-                    held["hard"], held["rec"] = hard, rec
-                    return hard, soft, rec, saved
-
-                def back(saved, SF, G, cur_, steps_, bwd=bwd):
-                    return bwd(K, saved, SF, G, cur_, steps_)
-
-                ports = tuple(X)
-                heads = tuple((h, d) for h, _, d in X.values())
-                soft = _FusedPopulation.apply(
-                    fwd, back, pcur, T, ports, heads, *(y for _, y, _ in X.values())
-                )
-                hard, rec = held["hard"], held["rec"]
+            fusable = grad and bwd is not None and not any(v.requires_grad for v in pcur.values())
+            X = self._arrivals(n, K, fspikes, T, fusable)
+            inputs = [x for _, ys, _ in X.values() for x in ys]
+            needs_grad = grad and any(x.requires_grad for x in (*inputs, *pcur.values()))
+            if needs_grad and fusable:
+                ports = {p: ("mm" if len(ys) == 2 else "Y", h, d) for p, (h, ys, d) in X.items()}
+                run = _FusedRun(self, n, K, pcur, PI, T, ports)
+                soft = _FusedPopulation.apply(run, *inputs)
+                hard, rec = None, run.rec
             else:
                 loop = loops["autograd" if needs_grad else "plain"]
-                Xl = {p: _steps(h, y, d, T) for p, (h, y, d) in X.items()}
-                hard, soft, rec, _ = loop(S, K, Xl, pcur, T, PI)
+                Xl = {p: _steps(h, ys[0], d, T) for p, (h, ys, d) in X.items()}
+                hard, soft, rec = loop(S, K, Xl, pcur, T, PI)
                 soft = torch.stack(soft) if isinstance(soft, list) else soft
             fspikes[n] = soft
             if n in record:
-                out[n] = soft if float_spikes else torch.stack(hard)
+                out[n] = soft if float_spikes else torch.stack(hard) if hard else soft != 0
             for r, values in rec.items():
                 probes[r] = torch.stack(values)
         return out, [probes[r] for r in range(len(prog.state_probes))]
 
     def _arrivals(
-        self, n: str, K: dict[str, torch.Tensor], fspikes: dict[str, torch.Tensor], T: int
-    ) -> dict[str, tuple[list[torch.Tensor], torch.Tensor, int]]:
+        self,
+        n: str,
+        K: dict[str, torch.Tensor],
+        fspikes: dict[str, torch.Tensor],
+        T: int,
+        fusable: bool = False,
+    ) -> dict[str, tuple[list[torch.Tensor], tuple[torch.Tensor, ...], int]]:
         """Input of every step of the chunk to each driven port of population ``n``, times the
-        port's scale, as ``(head, Y, d)``: step ``k`` gets ``head[k]`` for ``k < d`` and
+        port's scale, as ``(head, (Y,), d)``: step ``k`` gets ``head[k]`` for ``k < d`` and
         ``Y[k - d]`` after ((T, B, n) rows); the events arriving after the chunk go to the ring.
+        With ``fusable`` (a :class:`_FusedPopulation` will run ``n``), a port fed by one
+        projection with one delay, the longest, and a unit scale, whose product needs a
+        gradient, gets ``(head, (pre, W), d)`` instead: the node computes ``pre @ W`` itself.
 
         Terms are added to a slot in the step schedule's order: earlier emission first (the
         ring's leftovers, then larger delays), then projection and delay order."""
         prog, S, B = self.program, self._S, self.batch_size
         L, t0 = prog.buffer_length(), self.t
         p = prog.populations[n]
-        X = {}
+        X: dict[str, tuple[list[torch.Tensor], tuple[torch.Tensor, ...], int]] = {}
         for port, pairs in self._ports_in[n].items():
             ring = S[f"R_{n}__{port}"]
+            new_ring = [K[f"Z_{n}"]] * L
+            scale = p.ports[port][1]
+            C = None if np.all(p.constants[scale] == 1.0) else K[f"C_{n}__{scale}"]
+            if fusable and len(pairs) == 1 and pairs[0][1] == L - 1 and T >= L - 1 and C is None:
+                qn, d = pairs[0]
+                pre, W = fspikes[prog.projections[qn].pre], K[f"D_{qn}__{d}"]
+                # CPU only: there the rows of a product do not depend on the other rows (MKL;
+                # cuBLAS may pick another algorithm for fewer rows). Autograd would take a
+                # transposed branch for column-major operands.
+                plain = W.is_contiguous() and min(W.shape) > 1 and T * B > 1
+                if plain and self.device.type == "cpu" and (pre.requires_grad or W.requires_grad):
+                    with torch.no_grad():  # the rows arriving after the chunk (detached state)
+                        late = pre[T - d :].reshape(d * B, pre.shape[2]) @ W
+                    for j in range(d):
+                        new_ring[(t0 + T + j) % L] = late[j * B : (j + 1) * B]
+                    S[f"R_{n}__{port}"] = new_ring
+                    X[port] = ([ring[(t0 + j) % L] for j in range(d)], (pre, W), d)
+                    continue
             Ys = []
             for qn, d in pairs:
                 pre = fspikes[prog.projections[qn].pre]
                 W = K[f"D_{qn}__{d}"]
                 Ys.append((d, (pre.reshape(T * B, pre.shape[2]) @ W).view(T, B, p.size)))
-            new_ring = [K[f"Z_{n}"]] * L
-            scale = p.ports[port][1]
-            C = None if np.all(p.constants[scale] == 1.0) else K[f"C_{n}__{scale}"]
             if len(Ys) == 1 and Ys[0][0] == L - 1 and T >= L - 1:
                 # one delay, the longest: the ring's leftovers are the first d steps, the
                 # product's rows the others (no copy); its last d rows go to the ring
@@ -1715,10 +1858,32 @@ class TorchSimulation(Simulation, nn.Module):
             S[f"R_{n}__{port}"] = new_ring
             X[port] = (
                 head if C is None else [h * C for h in head],
-                Y if C is None else Y * C,
+                (Y if C is None else Y * C,),
                 d,
             )
         return X
+
+    def _buffer(self, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> torch.Tensor:
+        """An uninitialised work buffer of the fused populations, reused across calls: large
+        (T, B, n) tensors allocated afresh in every call cost page faults and zeroing by the
+        OS (glibc maps allocations above 32 MiB anew each time)."""
+        free = self._free.get((tuple(shape), dtype or self.dtype))
+        if free:
+            return free.pop()
+        return torch.empty(shape, dtype=dtype or self.dtype, device=self.device)
+
+    def _release(self, *buffers: torch.Tensor) -> None:
+        """Give back buffers from :meth:`_buffer` that nothing reads any more; the most recently
+        used shapes are kept, up to ``_FREE_BYTES`` in all."""
+        for b in buffers:
+            key = (tuple(b.shape), b.dtype)
+            self._free[key] = [*self._free.pop(key, []), b]  # most recent last
+        total = sum(b.nbytes for free in self._free.values() for b in free)
+        while total > _FREE_BYTES:
+            free = self._free[next(iter(self._free))]
+            total -= free.pop(0).nbytes
+            if not free:
+                del self._free[next(iter(self._free))]
 
     def _run(self, steps, spikes, currents):
         B = self.batch_size
