@@ -103,6 +103,12 @@ def _input(T: int, n: int, seed: int = 1) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ implementations
+LOSS_PROTOCOL = (
+    "loss = mean(output spikes): out.backward(g) with g = 1 / out.numel() everywhere, made once "
+    "per output shape in the warm-ups (the floor's gradients are given too), the same weight "
+    "gradients as out.mean().backward() without timing the loss's own (T, B, n) allocation"
+)
+
 #: d mean(out) / d out for each output shape, made once (in the untimed warm-ups): like the
 #: floor's given gradients G, so no implementation's time includes allocating the loss's
 #: (T, B, n) gradient (a fresh, page-faulted mapping above 32 MiB)
@@ -512,6 +518,7 @@ def main(repeats: int = 7, quick: bool = False) -> dict:
         "threads": 1,
         "timing": "min and median over repeats after 2 warm-ups; the machine is shared "
         "(2 cores, other jobs running): min is the figure of merit",
+        "backward": LOSS_PROTOCOL,
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
