@@ -379,10 +379,10 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
             kernel(t, t % n_slots, spk, *args)
 
     @numba.njit
-    def gather_loop(raster, spikes):
+    def gather_loop(raster, words, spikes):
         total = 0
         for t in range(raster.shape[0]):
-            total += K.gather_spikes(raster[t], 0, raster.shape[1], spikes, 0)
+            total += K.gather_spikes(raster[t], words[t], 0, raster.shape[1], spikes, 0)
         return total
 
     @numba.njit
@@ -472,7 +472,8 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
     spikes = np.zeros(n, np.int64)
     n_slots = a["G0__ring_exc"].shape[0]  # the driver's ring length
     kernel_loop(2, n_slots, np.zeros(n, np.bool_), fresh_kernel_args())
-    gather_loop(raster[:2], spikes)
+    words = raster.view(np.uint64)  # n is a multiple of 8 at every size
+    gather_loop(raster[:2], words[:2], spikes)
     propagate_loop(ix, ptr[:3], ne, n, e, i, *lists())
     deliver_loop(ix, ptr[:3], ne, n, e, i, *lists(), tables, *how)
     record_loop(*record_args(), n, ix, ptr[:3])
@@ -491,7 +492,7 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
         lambda args: kernel_loop(steps, n_slots, np.zeros(n, np.bool_), args),
         setup=lambda: (fresh_kernel_args(),),
     )
-    t_gather = best(lambda: gather_loop(raster, spikes))
+    t_gather = best(lambda: gather_loop(raster, words, spikes))
     t_prop = best(lambda *ls: propagate_loop(ix, ptr, ne, n, e, i, *ls), setup=lists)
     t_deliv = best(
         lambda *ls: deliver_loop(ix, ptr, ne, n, e, i, *ls, tables, *how),

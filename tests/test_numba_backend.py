@@ -609,6 +609,6 @@ def test_gather_spikes_lists_set_flags_in_order():
         hi = int(rng.integers(lo, n + 1))
         out = np.zeros(spk.size + 3, np.int64)
         out[:3] = -1  # entries already in the list stay
-        m = gather_spikes(spk, lo, hi, out, 3)
+        m = gather_spikes(spk, spk.view(np.uint64), lo, hi, out, 3)
         assert np.array_equal(out[3:m], np.flatnonzero(spk[lo:hi]) + lo)
         assert np.all(out[:3] == -1)

@@ -42,26 +42,28 @@ def _scan_word(word, base, spikes, n):
 
 
 @numba.njit(cache=True, nogil=True)
-def gather_spikes(spk, lo, hi, spikes, n):
+def gather_spikes(spk, words, lo, hi, spikes, n):
     """Append the indices in [lo, hi) where ``spk`` is set to ``spikes[n:]`` (ascending) and
-    return the new count. ``spk``'s length must be a multiple of 8: the flags are read as
-    64-bit words, eight words (64 neurons) OR-ed per test, so a silent block costs ~10
-    instructions and a spike a few more (its byte found by counting trailing zero bits)."""
-    words = spk.view(np.uint64)
+    return the new count. ``words`` is ``spk.view(np.uint64)`` (made by the caller: a view in
+    the kernel costs compile time), so ``spk``'s length must be a multiple of 8: eight words
+    (64 neurons) are OR-ed per test, so a silent block costs ~10 instructions and a spike a
+    few more (its byte found by counting trailing zero bits)."""
     w, w_hi = (lo + 7) >> 3, hi >> 3
     if w >= w_hi:
         return _scan_bytes(spk, lo, hi, spikes, n)
     n = _scan_bytes(spk, lo, w * 8, spikes, n)
-    while w + 8 <= w_hi:
-        acc = words[w] | words[w + 1] | words[w + 2] | words[w + 3]
-        acc |= words[w + 4] | words[w + 5] | words[w + 6] | words[w + 7]
-        if acc != 0:
-            for k in range(w, w + 8):
-                n = _scan_word(words[k], k * 8, spikes, n)
-        w += 8
     while w < w_hi:
-        n = _scan_word(words[w], w * 8, spikes, n)
-        w += 1
+        end = w_hi
+        if w + 8 <= w_hi:
+            acc = words[w] | words[w + 1] | words[w + 2] | words[w + 3]
+            acc |= words[w + 4] | words[w + 5] | words[w + 6] | words[w + 7]
+            if acc == 0:
+                w += 8
+                continue
+            end = w + 8
+        for k in range(w, end):  # one call site: _scan_word is inlined once
+            n = _scan_word(words[k], k * 8, spikes, n)
+        w = end
     return _scan_bytes(spk, w_hi * 8, hi, spikes, n)
 
 
@@ -132,9 +134,11 @@ def _prefetch_row(spikes, n, m, pre_lo, pre_hi, indptr, post):
     if m + _ROWS_AHEAD < n:
         g = spikes[m + _ROWS_AHEAD]
         if g < pre_hi:
-            i = g - pre_lo
-            for k in range(indptr[i], indptr[i + 1], 64 // post.itemsize):
-                prefetch(post, k)
+            # the first two cache lines of the row (~80 synapses of 2-4 bytes); the hardware
+            # fetches the next ones as the row is read
+            k = indptr[g - pre_lo]
+            prefetch(post, k)
+            prefetch(post, k + 64 // post.itemsize)
 
 
 @numba.njit(cache=True, nogil=True)

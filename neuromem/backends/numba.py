@@ -401,6 +401,7 @@ def generate(
         "t0",
         "buf_len",
         "spk",
+        "spk_words",
         "spikes",
         "src",
         "src_lo",
@@ -426,7 +427,7 @@ def generate(
         args += [f"{G}__lo", f"{G}__hi", *kargs]
         call = f"step, slot, spk[{G}__lo:{G}__hi], {', '.join(kargs)}"
         neurons.append(f"{kernel(src)}.kernel({call})")
-        neurons.append(f"n = K.gather_spikes(spk, {G}__lo, {G}__hi, spikes, n)")
+        neurons.append(f"n = K.gather_spikes(spk, spk_words, {G}__lo, {G}__hi, spikes, n)")
     group_of = {p.name: g for g in groups for p in g.populations}
     for q in prog.projections.values():
         Q = f"Q_{q.name}"
@@ -596,10 +597,12 @@ class NumbaSimulation(Simulation):
         a: dict[str, Any] = {
             # padded to whole 64-bit words: gather_spikes reads the flags 8 at a time
             "spk": np.zeros(-(-self._n_total // 8) * 8, dtype=np.bool_),
+            "spk_words": None,  # set below: the same memory as 64-bit words
             "spikes": np.zeros(self._n_total, dtype=np.int64),
             "src_lo": self._src_lo,
             "src_hi": self._n_total,
         }
+        a["spk_words"] = a["spk"].view(np.uint64)
         for g in self._groups:
             G, p0 = g.name, g.populations[0]
             a[f"{G}__lo"], a[f"{G}__hi"] = g.lo, g.lo + g.size
