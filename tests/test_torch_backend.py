@@ -26,14 +26,7 @@ from neuromem.spec import (
     stdp_pair,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small per-step tensors: intra-op threads only add overhead (and stall on busy machines).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ca3_protocol(mem: CA3Memory) -> tuple[np.ndarray, np.ndarray]:

@@ -20,13 +20,7 @@ from neuromem.spec import (
     spike_source,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _feedforward(sizes: tuple[int, ...], seed: int = 0) -> Network:
