@@ -106,7 +106,8 @@ def _weight_impl(w, k):
 
 @intrinsic
 def prefetch(typingctx, arr, idx):
-    """Ask the cache for ``arr[idx]`` (``prefetcht0``; changes no value)."""
+    """Ask the cache for ``arr[idx]`` (``prefetcht0``; changes no value, and an address past
+    the array's end is harmless: a prefetch never faults)."""
     if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
         return None
 
