@@ -385,16 +385,21 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
             total += K.gather_spikes(raster[t], words[t], 0, raster.shape[1], spikes, 0)
         return total
 
+    @numba.njit(inline="always")
+    def propagate_step(ix, ptr, t, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i):
+        # the driver's propagation of step t: uniform weights (1 where the ring counts events)
+        sp = ix[ptr[t] : ptr[t + 1]]
+        s = (t + 1) % ring_e.shape[0]
+        nt_e[s] = 0
+        nt_i[s] = 0
+        K.propagate_list_slot(sp, sp.shape[0], 0, ne, *e, ring_e, touch_e, nt_e, s)
+        K.propagate_list_slot(sp, sp.shape[0], ne, n, *i, ring_i, touch_i, nt_i, s)
+        return s
+
     @numba.njit
     def propagate_loop(ix, ptr, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i):
-        # the driver's propagation: uniform weights (1 where the ring counts events)
         for t in range(ptr.shape[0] - 1):
-            sp = ix[ptr[t] : ptr[t + 1]]
-            s = (t + 1) % ring_e.shape[0]
-            nt_e[s] = 0
-            nt_i[s] = 0
-            K.propagate_list_slot(sp, sp.shape[0], 0, ne, *e, ring_e, touch_e, nt_e, s)
-            K.propagate_list_slot(sp, sp.shape[0], ne, n, *i, ring_i, touch_i, nt_i, s)
+            propagate_step(ix, ptr, t, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i)
 
     @numba.njit(inline="always")
     def deliver_counted(ring, touch, nt, s, table, scale, x):
@@ -419,12 +424,9 @@ def _profile_numba(sim, events: tuple, c: dict[str, np.ndarray]) -> dict:
         # propagation as above, then the kernel's scattered delivery for both ports
         ie, ii = np.zeros(n), np.zeros(n)
         for t in range(ptr.shape[0] - 1):
-            sp = ix[ptr[t] : ptr[t + 1]]
-            s = (t + 1) % ring_e.shape[0]
-            nt_e[s] = 0
-            nt_i[s] = 0
-            K.propagate_list_slot(sp, sp.shape[0], 0, ne, *e, ring_e, touch_e, nt_e, s)
-            K.propagate_list_slot(sp, sp.shape[0], ne, n, *i, ring_i, touch_i, nt_i, s)
+            s = propagate_step(
+                ix, ptr, t, ne, n, e, i, ring_e, touch_e, nt_e, ring_i, touch_i, nt_i
+            )
             how_e(ring_e, touch_e, nt_e, s, tabs[0], 0.99, ie)
             how_i(ring_i, touch_i, nt_i, s, tabs[1], 0.99, ii)
 
