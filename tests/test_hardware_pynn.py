@@ -40,11 +40,14 @@ from neuromem.hardware import pynn as hp  # noqa: E402
 STEPS = 60
 
 
-def _small_net() -> Network:
-    """Sources -> two LIF populations: exc/inh, delays 1-3, refractory 2 steps, per-neuron
-    parameters, and one additive STDP projection (same-step pairs potentiate)."""
-    rng = np.random.default_rng(3)
-    raster = rng.random((STEPS, 4)) < 0.25
+def _raster() -> np.ndarray:
+    """Spikes of the 4 sources of the small test networks (bool (STEPS, 4))."""
+    return np.random.default_rng(3).random((STEPS, 4)) < 0.25
+
+
+def _populations(raster: np.ndarray) -> tuple[Population, Population, Population]:
+    """The small test networks' populations: sources ``src`` playing ``raster``, and LIF
+    ``a`` (3 neurons, per-neuron i_offset and v) and ``b`` (2 neurons)."""
     lif = if_curr_exp()
     base = dict(v_rest=-60.0, v_reset=-62.0, v_thresh=-57.0, tau_syn_E=0.3, tau_syn_I=2.0)
     a = Population(
@@ -55,6 +58,14 @@ def _small_net() -> Network:
         {"v": np.array([-60.0, -59.0, -61.0])},
     )
     b = Population("b", 2, lif, dict(base, cm=0.14, tau_m=0.5, tau_refrac=1.0), {"v": -60.0})
+    src = Population("src", 4, spike_source(), stimulus=SpikeArray.from_raster(raster))
+    return src, a, b
+
+
+def _small_net() -> Network:
+    """Sources -> two LIF populations: exc/inh, delays 1-3, refractory 2 steps, per-neuron
+    parameters, and one additive STDP projection (same-step pairs potentiate)."""
+    src, a, b = _populations(_raster())
     rule = stdp_pair("additive", scale_by_w_max=True, coincidence="potentiate")
     projs = [
         Projection("s_a", "src", "a", [0, 1, 2, 3, 3], [0, 1, 2, 0, 2], 6.0, [1, 2, 1, 3, 1]),
@@ -73,7 +84,7 @@ def _small_net() -> Network:
         ),
         Projection("s_b", "src", "b", *one_to_one(2), 9.0, 1),
     ]
-    pops = (Population("src", 4, spike_source(), stimulus=SpikeArray.from_raster(raster)), a, b)
+    pops = (src, a, b)
     return Network(
         "small",
         Discretization(dt=1.0),
@@ -303,26 +314,16 @@ def test_spynnaker_virtual_board_mapping(tmp_path):
 
 
 def _static_net_delays_ge_2() -> Network:
-    rng = np.random.default_rng(3)
-    raster = rng.random((STEPS, 4)) < 0.25
+    raster = _raster()
     raster[0] = False  # pyNN.nest cannot send a source spike in step 0 (parrot neurons)
-    lif = if_curr_exp()
-    base = dict(v_rest=-60.0, v_reset=-62.0, v_thresh=-57.0, tau_syn_E=0.3, tau_syn_I=2.0)
-    a = Population(
-        "a",
-        3,
-        lif,
-        dict(base, cm=0.27, tau_m=3.0, tau_refrac=1.5, i_offset=np.array([0.0, 0.1, 0.3])),
-        {"v": np.array([-60.0, -59.0, -61.0])},
-    )
-    b = Population("b", 2, lif, dict(base, cm=0.14, tau_m=0.5, tau_refrac=1.0), {"v": -60.0})
+    src, a, b = _populations(raster)
     projs = (
         Projection("s_a", "src", "a", [0, 1, 2, 3, 3], [0, 1, 2, 0, 2], 6.0, [2, 2, 3, 3, 2]),
         Projection("s_b_inh", "src", "b", [2, 3], [0, 1], [3.0, 1.5], 2, "inh"),
         Projection("a_b", "a", "b", *all_to_all(3, 2), 4.0, 2),
         Projection("s_b", "src", "b", *one_to_one(2), 9.0, 2),
     )
-    pops = (Population("src", 4, spike_source(), stimulus=SpikeArray.from_raster(raster)), a, b)
+    pops = (src, a, b)
     return Network(
         "static",
         Discretization(dt=1.0),
