@@ -99,6 +99,7 @@ from neuromem.spec import (
     nir_lif,
     spike_source,
 )
+from neuromem.spec.names import MAX_NAME_LENGTH, name_problem
 
 TARGET = "nir"
 
@@ -480,9 +481,11 @@ def _type(node: Any) -> str:
 
 
 def _ident(name: str, taken: set[str]) -> str:
-    """A unique identifier for a NIR node name (neuromem names must be identifiers)."""
-    s = re.sub(r"\W", "_", str(name))
-    if not s.isidentifier():
+    """A unique valid spec name for a NIR node name (see ``neuromem.spec.names``): other
+    characters become ``_``; a name that is still invalid (a keyword such as NIR's usual
+    ``in``, a leading digit or ``_``) gets the prefix ``n_``."""
+    s = re.sub(r"[^0-9A-Za-z_]", "_", str(name))[: MAX_NAME_LENGTH - 8]
+    if name_problem(s) is not None:
         s = f"n_{s}"
     base, k = s, 1
     while s in taken:

@@ -2,7 +2,15 @@
 
 from . import spec
 from .backends import available_backends, compile
-from .errors import CapabilityError, DataError, SpecError
+from .errors import CapabilityError, DataError, SimulationError, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["CapabilityError", "DataError", "SpecError", "available_backends", "compile", "spec"]
+__all__ = [
+    "CapabilityError",
+    "DataError",
+    "SimulationError",
+    "SpecError",
+    "available_backends",
+    "compile",
+    "spec",
+]

@@ -38,5 +38,5 @@ def cache_dir(kind: str) -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "neuromem"
     )
     d = Path(root) / kind
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)  # only the user may plant code here
     return d

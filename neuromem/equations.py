@@ -55,6 +55,36 @@ class Statement:
     value: Expression
 
 
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse(text: str, where: str, mode: str) -> ast.AST:
+    """``ast.parse`` with the length budget, and parser limits turned into a SpecError."""
+    from .spec.limits import current
+
+    limit = current().max_expression_length
+    if len(text) > limit:
+        raise SpecError(f"{where}: {len(text)} characters, more than the limit of {limit}")
+    try:
+        tree = ast.parse(text, mode=mode)
+    except SyntaxError as exc:
+        raise SpecError(f"{where}: cannot parse {_short(text)!r}: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise SpecError(f"{where}: {_short(text)!r} is too deeply nested to parse") from None
+    # depth first, without recursion, so that every later (recursive) walk is bounded
+    max_depth = current().max_expression_depth
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise SpecError(
+                f"{where}: {_short(text)!r} is nested more than {max_depth} levels deep"
+            )
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return tree
+
+
 def _check(node: ast.AST, where: str, text: str) -> set[str]:
     """Walk ``node``; raise on anything outside the grammar; return the names read."""
     names: set[str] = set()
@@ -66,6 +96,15 @@ def _check(node: ast.AST, where: str, text: str) -> set[str]:
         if isinstance(n, ast.Constant):
             if isinstance(n.value, bool) or not isinstance(n.value, int | float):
                 raise bad(f"constant {n.value!r}")
+            try:
+                finite = math.isfinite(float(n.value))
+            except OverflowError:
+                finite = False
+            if not finite:
+                raise SpecError(
+                    f"{where}: the literal at column {n.col_offset + 1} of {_short(text)!r} "
+                    "is not a finite float64"
+                )
         elif isinstance(n, ast.Name):
             names.add(n.id)
         elif isinstance(n, ast.BinOp):
@@ -101,7 +140,64 @@ def _check(node: ast.AST, where: str, text: str) -> set[str]:
             raise bad(type(n).__name__)
 
     walk(node)
+    _check_constants(node, where, text)
     return names
+
+
+_CONST_FUNCS: dict[str, Callable[..., float]] = {
+    "exp": math.exp,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "tanh": math.tanh,
+    "abs": abs,
+    "clip": lambda x, lo, hi: min(max(x, lo), hi),
+    "minimum": min,
+    "maximum": max,
+}
+_CONST_OPS: dict[type, Callable[[float, float], float]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+}
+
+
+def _check_constants(node: ast.AST, where: str, text: str) -> None:
+    """Refuse arithmetic on literals alone that is not a finite float64 (``1e308 * 10``,
+    ``10 ** 400``, ``1 / 0``), naming the column where it starts."""
+
+    def value(n: ast.AST) -> float | None:
+        """The float value of a literal-only arithmetic subtree, None if it reads a name; every
+        subtree is checked on the way up, so the report names the smallest bad one."""
+        if isinstance(n, ast.Constant):
+            return float(n.value)
+        parts = [value_checked(child) for child in ast.iter_child_nodes(n)]
+        if isinstance(n, ast.UnaryOp) and not isinstance(n.op, ast.Not):
+            v = value_checked(n.operand)
+            return None if v is None else (-v if isinstance(n.op, ast.USub) else v)
+        if isinstance(n, ast.BinOp):
+            a, b = value_checked(n.left), value_checked(n.right)
+            return None if a is None or b is None else _CONST_OPS[type(n.op)](a, b)
+        if isinstance(n, ast.Call) and None not in parts[1:]:
+            return _CONST_FUNCS[n.func.id](*parts[1:])  # type: ignore[attr-defined]
+        return None
+
+    def value_checked(n: ast.AST) -> float | None:
+        try:
+            v = value(n)
+        except SpecError:
+            raise
+        except (OverflowError, ZeroDivisionError, ValueError):
+            v = math.nan
+        if v is not None and (isinstance(v, complex) or not math.isfinite(v)):
+            raise SpecError(
+                f"{where}: {ast.unparse(n)!r} (column {getattr(n, 'col_offset', 0) + 1} of "
+                f"{_short(text)!r}) is not a finite float64"
+            )
+        return v
+
+    value_checked(node)
 
 
 def parse_expression(text: str, where: str, known: Iterable[str] | None = None) -> Expression:
@@ -118,10 +214,7 @@ def parse_expression(text: str, where: str, known: Iterable[str] | None = None) 
     """
     if not isinstance(text, str) or not text.strip():
         raise SpecError(f"{where}: expected a non-empty expression string, got {text!r}")
-    try:
-        tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as exc:
-        raise SpecError(f"{where}: cannot parse {text!r}: {exc.msg}") from None
+    tree = _parse(text.strip(), where, "eval").body  # type: ignore[attr-defined]
     names = _check(tree, where, text)
     if known is not None:
         unknown = sorted(names - set(known))
@@ -139,11 +232,10 @@ def parse_statements(
     """Parse ``;``/newline separated assignments; augmented ones are expanded."""
     known = set(known) if known is not None else None
     targets = set(targets) if targets is not None else None
-    try:
-        lines = [ln.strip() for ln in text.replace(";", "\n").splitlines()]
-        module = ast.parse("\n".join(ln for ln in lines if ln))
-    except SyntaxError as exc:
-        raise SpecError(f"{where}: cannot parse {text!r}: {exc.msg}") from None
+    if not isinstance(text, str):
+        raise SpecError(f"{where}: expected a string of statements, got {type(text).__name__}")
+    lines = [ln.strip() for ln in text.replace(";", "\n").splitlines()]
+    module = _parse("\n".join(ln for ln in lines if ln), where, "exec")
     out = []
     for node in module.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:

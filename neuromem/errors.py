@@ -11,3 +11,8 @@ class CapabilityError(NotImplementedError):
 
 class DataError(ValueError):
     """A data file is missing, corrupt or has an unexpected checksum."""
+
+
+class SimulationError(RuntimeError):
+    """A run went wrong numerically (e.g. a state variable became NaN or inf); the message names
+    the population, variable, neuron and step."""

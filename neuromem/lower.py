@@ -9,12 +9,13 @@ connectivity as CSR rows sorted by delay, and materialises random stimuli on the
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 
 import numpy as np
 import sympy
 
-from .equations import Expression, Printer, Statement, parse_expression
+from .equations import Expression, Statement, parse_expression
 from .errors import SpecError
 from .spec.network import (
     Discretization,
@@ -57,8 +58,6 @@ _FUNCS = {
 
 # ------------------------------------------------------------------ sympy <-> grammar
 def _to_sympy(expr: Expression, symbols: dict[str, sympy.Symbol]) -> sympy.Expr:
-    import ast
-
     def conv(n: ast.AST):
         if isinstance(n, ast.Constant):
             v = n.value
@@ -115,14 +114,68 @@ NUMPY_FUNCS = {
     "maximum": "np.maximum",
     "where": "np.where",
 }
-_NUMPY = Printer(lambda n: f"env[{n!r}]", NUMPY_FUNCS, "array")
+_NP_FUNCS = {k: getattr(np, v.removeprefix("np.")) for k, v in NUMPY_FUNCS.items()}
+_NP_BINOPS = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.true_divide,
+    ast.Pow: np.power,
+}
+_NP_CMPOPS = {
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+}
 
 
-def evaluate(expr: Expression, env: dict[str, np.ndarray | float]) -> np.ndarray:
-    """Evaluate a checked expression with numpy (code printed from the checked tree)."""
-    code = compile(_NUMPY(expr), "<neuromem constant>", "eval")
-    with np.errstate(all="ignore"):
-        return np.asarray(eval(code, {"np": np, "__builtins__": {}}, {"env": env}), np.float64)
+def evaluate(
+    expr: Expression, env: dict[str, np.ndarray | float], strict: bool = False
+) -> np.ndarray:
+    """Evaluate a checked expression with numpy by walking its tree (no ``eval``): the same
+    numpy operations, in the same order, as the printed array code of the torch numpy engine.
+
+    ``strict``: an overflow, division by zero or invalid operation anywhere in the evaluation
+    raises :class:`SpecError` naming the expression (so ``exp(-dt / 0)`` cannot hide as 0.0);
+    otherwise floating-point warnings are silenced and callers check the result."""
+
+    def ev(n: ast.AST):
+        if isinstance(n, ast.Constant):
+            return float(n.value)
+        if isinstance(n, ast.Name):
+            return env[n.id]
+        if isinstance(n, ast.BinOp):
+            return _NP_BINOPS[type(n.op)](ev(n.left), ev(n.right))
+        if isinstance(n, ast.UnaryOp):
+            v = ev(n.operand)
+            if isinstance(n.op, ast.Not):
+                return np.invert(v)
+            return np.negative(v) if isinstance(n.op, ast.USub) else np.positive(v)
+        if isinstance(n, ast.Compare):
+            return _NP_CMPOPS[type(n.ops[0])](ev(n.left), ev(n.comparators[0]))
+        if isinstance(n, ast.BoolOp):
+            op = np.bitwise_and if isinstance(n.op, ast.And) else np.bitwise_or
+            out = ev(n.values[0])
+            for v in n.values[1:]:
+                out = op(out, ev(v))
+            return out
+        if isinstance(n, ast.IfExp):
+            return np.where(ev(n.test), ev(n.body), ev(n.orelse))
+        if isinstance(n, ast.Call):
+            return _NP_FUNCS[n.func.id](*[ev(a) for a in n.args])  # type: ignore[attr-defined]
+        raise AssertionError(f"unchecked node {type(n).__name__}")  # pragma: no cover
+
+    if not strict:
+        with np.errstate(all="ignore"):
+            return np.asarray(ev(expr.tree), np.float64)
+    try:
+        with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+            return np.asarray(ev(expr.tree), np.float64)
+    except (FloatingPointError, OverflowError, ZeroDivisionError) as exc:
+        raise SpecError(f"{expr.text} is not finite for the given parameters ({exc})") from None
 
 
 class _Hoister:
@@ -137,7 +190,10 @@ class _Hoister:
             return e
         if e not in self.cache:
             name = f"_{self.prefix}{len(self.cache)}"
-            value = evaluate(_to_expression(e, self.where), self.env)
+            try:
+                value = evaluate(_to_expression(e, self.where), self.env, strict=True)
+            except SpecError as exc:
+                raise SpecError(f"{self.where}: {exc}") from None
             if not np.all(np.isfinite(value)):
                 raise SpecError(f"{self.where}: {e} is not finite for the given parameters")
             self.env[name] = value
@@ -288,23 +344,33 @@ def uniform_value(values: np.ndarray) -> float | int | None:
     return a.flat[0].item()
 
 
+def check_spike_raster(given, steps: int, size: int, where: str) -> np.ndarray:
+    """``given`` as a bool (steps, size) raster; it must have exactly that shape and hold bools
+    or the integers 0 and 1 (floats, NaN and strings are refused, not coerced)."""
+    a = np.asarray(given)
+    if a.shape != (steps, size):
+        raise SpecError(f"{where} has shape {a.shape}, expected (steps, size) = ({steps}, {size})")
+    if a.size and a.dtype.kind in "iu":
+        ok = (a == 0) | (a == 1)
+        if not ok.all():
+            raise SpecError(f"{where}: spikes must be 0 or 1, got {a[~ok].flat[0]}")
+    elif a.size and a.dtype.kind != "b":
+        raise SpecError(f"{where}: spikes must be bool or 0/1 integers, got dtype {a.dtype}")
+    return a.astype(bool, copy=False)
+
+
 def source_spikes(
     stim, size: int, dt: float, t0: int, steps: int, given: np.ndarray | None, where: str
 ) -> np.ndarray:
     """A spike source's bool (steps, size) spikes: its stimulus OR a run-time input raster.
 
-    ``given`` (None or an array of exactly (steps, size)) is checked; ``where`` starts the
-    error message (e.g. ``"run: input for population 'src'"``).
+    ``given`` (None or a raster of exactly (steps, size), see :func:`check_spike_raster`) is
+    checked; ``where`` starts the error message (e.g. ``"run: input for population 'src'"``).
     """
     r = stimulus_raster(stim, size, dt, t0, steps)
     r = np.zeros((steps, size), dtype=bool) if r is None else r
     if given is not None:
-        given = np.asarray(given)
-        if given.shape != (steps, size):
-            raise SpecError(
-                f"{where} has shape {given.shape}, expected (steps, size) = ({steps}, {size})"
-            )
-        r = r | given.astype(bool)
+        r = r | check_spike_raster(given, steps, size, where)
     return r
 
 
@@ -329,9 +395,64 @@ def stimulus_raster(stim, size: int, dt: float, t0: int, steps: int) -> np.ndarr
     return out
 
 
+def _divisors(trees) -> set[str]:
+    """Names read in the denominator of a division that is always evaluated (not inside a
+    branch of ``a if c else b``)."""
+    out: set[str] = set()
+    stack = list(trees)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.IfExp):
+            stack.append(n.test)
+            continue
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+            out |= {x.id for x in ast.walk(n.right) if isinstance(x, ast.Name)}
+        stack.extend(ast.iter_child_nodes(n))
+    return out
+
+
+def check_divisors(trees, values, units, where: str) -> None:
+    """Parameters that divide are non-zero; those in ms (time constants) are > 0.
+
+    ``values`` maps a parameter to its per-element array, ``units`` to its unit string."""
+    for name in sorted(_divisors(trees) & set(values)):
+        v = np.asarray(values[name], dtype=np.float64).reshape(-1)
+        time_constant = units.get(name) == "ms"
+        bad = v <= 0 if time_constant else v == 0
+        if bad.any():
+            i = int(np.argmax(bad))
+            need = "> 0 (a time constant in ms)" if time_constant else "non-zero (it divides)"
+            at = f" (element {i})" if v.size > 1 else ""
+            raise SpecError(f"{where}: parameter {name!r} is {v[i]}{at}; it must be {need}")
+
+
+#: Longest refractory period, in steps, that every backend's counter holds.
+MAX_REFRACTORY_STEPS = 2**31 - 1
+
+
+def _refractory_steps(p: Population, disc: Discretization, where: str) -> np.ndarray:
+    period = p.params[p.model.refractory]
+    steps = np.ceil(period / disc.dt - 1e-9)
+    bad = (period < 0) | (steps > MAX_REFRACTORY_STEPS)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise SpecError(
+            f"{where}: refractory period {p.model.refractory!r} is {period[i]} ms (neuron {i}); "
+            f"it must be >= 0 and at most {MAX_REFRACTORY_STEPS} steps of {disc.dt} ms"
+        )
+    return np.maximum(steps, 0).astype(np.int64)
+
+
 def _lower_population(p: Population, disc: Discretization) -> PopulationProgram:
     m = p.model
     where = f"population {p.name!r} (model {m.name!r})"
+    check_divisors(
+        [e.tree for e in m.ode_expressions().values()]
+        + [e.tree for _, e in m.port_scales().values()],
+        p.params,
+        {k: unit for k, (unit, _) in m.params.items()},
+        where,
+    )
     env: dict[str, np.ndarray] = {k: np.array(v) for k, v in p.params.items()}
     env["dt"] = np.float64(disc.dt)
     hoist = _Hoister(env, set(p.params), where, "k")
@@ -339,13 +460,18 @@ def _lower_population(p: Population, disc: Discretization) -> PopulationProgram:
     ports = {}
     for port, (var, scale) in m.port_scales().items():
         name = f"_port_{port}"
-        env[name] = np.broadcast_to(evaluate(scale, env), (p.size,)).astype(np.float64)
+        try:
+            value = evaluate(scale, env, strict=True)
+        except SpecError as exc:
+            raise SpecError(f"{where}: port {port!r}: {exc}") from None
+        env[name] = np.broadcast_to(value, (p.size,)).astype(np.float64)
+        if not np.all(np.isfinite(env[name])):
+            i = int(np.argmax(~np.isfinite(env[name])))
+            raise SpecError(f"{where}: the scale of port {port!r} is {env[name][i]} for neuron {i}")
         ports[port] = (var, name)
     thr = m.threshold_expression()
     margin = None
     if thr is not None:
-        import ast
-
         t = thr.tree
         if isinstance(t, ast.Compare) and isinstance(t.ops[0], ast.GtE | ast.Gt):
             margin = parse_expression(
@@ -353,7 +479,7 @@ def _lower_population(p: Population, disc: Discretization) -> PopulationProgram:
             )
     refr = np.zeros(p.size, dtype=np.int64)
     if m.refractory is not None:
-        refr = np.ceil(p.params[m.refractory] / disc.dt - 1e-9).astype(np.int64)
+        refr = _refractory_steps(p, disc, where)
     return PopulationProgram(
         name=p.name,
         size=p.size,
@@ -377,6 +503,12 @@ def _lower_plasticity(pr: Projection, disc: Discretization) -> PlasticityProgram
     rule = pr.plasticity
     assert rule is not None
     where = f"projection {pr.name!r}, plasticity rule {rule.name!r}"
+    check_divisors(
+        [e.tree for e in rule.trace_odes().values()],
+        pr.plasticity_params,
+        {k: unit for k, (unit, _) in rule.params.items()},
+        where,
+    )
     env = {k: np.array([v]) for k, v in pr.plasticity_params.items()}
     env["dt"] = np.float64(disc.dt)
     hoist = _Hoister(env, set(pr.plasticity_params), where, "p")

@@ -407,7 +407,7 @@ def test_threshold_equality_is_the_listed_difference():
     g = _chain(_lif(1, tau=2.0), n_in=1, W=np.array([[2.0]]))
     x = np.zeros((4, 1), bool)
     x[0] = True
-    ours = _spikes(nirx.from_nir(g, DT), np.r_[x, np.zeros((1, 1), bool)], pop="in")["lif"][1:]
+    ours = _spikes(nirx.from_nir(g, DT), np.r_[x, np.zeros((1, 1), bool)], pop="n_in")["lif"][1:]
     assert ours[:, 0].tolist() == [True, False, False, False]
     pytest.importorskip("norse.torch", reason="Norse runs the NIR side")
     assert not nirx.run_norse(g, x, DT).any()
@@ -678,7 +678,7 @@ def _chain(neuron, n_in=3, W=None, seed=0):
 
 def _ours_vs_norse(g, steps=300):
     x = _inputs(steps, n=3, seed=7)
-    ours = _spikes(nirx.from_nir(g, DT), np.r_[x, np.zeros((1, 3), bool)], pop="in")["lif"][1:]
+    ours = _spikes(nirx.from_nir(g, DT), np.r_[x, np.zeros((1, 3), bool)], pop="n_in")["lif"][1:]
     return ours, nirx.run_norse(g, x, DT)
 
 

@@ -344,14 +344,14 @@ def _mixed_net(seed: int = 3, n: int = 300, per_neuron: bool = False) -> Network
         params["tau_m"] = np.full(n, 10.0)
         params["tau_m"][::7] = 12.0
     pops = (
-        Population("in", 50, spike_source(), stimulus=PoissonSpikes(80.0, seed=seed)),
+        Population("src", 50, spike_source(), stimulus=PoissonSpikes(80.0, seed=seed)),
         Population("a", n, if_curr_exp(), params, {"v": rng.uniform(-65.0, -55.0, n)}),
         Population("b", 40, nir_cuba_lif(), {"v_threshold": 0.5, "tau_mem": 5.0}),
     )
     projs = []
     for k, (pre, post, n_pre, n_post, p, w, port) in enumerate(
         [
-            ("in", "a", 50, n, 0.2, 1.2, "exc"),
+            ("src", "a", 50, n, 0.2, 1.2, "exc"),
             ("a", "a", n, n, 0.05, 0.6, "exc"),
             ("a", "a", n, n, 0.05, 1.5, "inh"),
             ("a", "b", n, 40, 0.1, 0.3, "exc"),
@@ -551,7 +551,7 @@ def test_events_probe_equals_raster_over_run_calls(monkeypatch, room):
 
     if room is not None:
         monkeypatch.setattr(nb, "_EVENTS_MIN", room)
-    pops = ("in", "a", "b")
+    pops = ("src", "a", "b")
     net = _with_events(_mixed_net(), pops)
     sim = neuromem.compile(net, backend="numba")
     first = None

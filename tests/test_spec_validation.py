@@ -353,7 +353,7 @@ def test_backend_lacking_a_feature():
 
 
 def test_unknown_backend_option():
-    with pytest.raises(TypeError, match=r"backend 'numba': unknown option\(s\) batch_size"):
+    with pytest.raises(CapabilityError, match=r"backend 'numba': unknown option\(s\) batch_size"):
         neuromem.compile(_net(), backend="numba", batch_size=1)
 
 
@@ -383,13 +383,22 @@ def test_conditional_in_ode_is_refused_at_lowering():
         neuromem.compile(Network("net", DT, (Population("c", 1, m),)), backend="numba")
 
 
-def test_non_finite_derived_constant():
+def test_zero_time_constant_is_refused_before_it_divides():
     pop = Population("a", 2, if_curr_exp(), {"tau_m": [20.0, 0.0]})
     with pytest.raises(
         SpecError,
-        match=r"population 'a' \(model 'IF_curr_exp'\): .* is not "
-        r"finite",
+        match=r"population 'a' \(model 'IF_curr_exp'\): parameter 'tau_m' is 0.0 \(element 1\); "
+        r"it must be > 0",
     ):
+        neuromem.compile(Network("net", DT, (pop,)), backend="numba")
+
+
+def test_non_finite_derived_constant():
+    model = NeuronModel(
+        "grow", state={"v": ("mV", 0.0)}, params={"k": ("1", 1.0)}, odes={"v": "-v * exp(k)"}
+    )
+    pop = Population("a", 2, model, {"k": [1.0, 800.0]})
+    with pytest.raises(SpecError, match=r"population 'a' \(model 'grow'\): .* is not finite"):
         neuromem.compile(Network("net", DT, (pop,)), backend="numba")
 
 

@@ -309,7 +309,7 @@ def _recurrent_network(n: int = 300, seed: int = 0) -> Network:
         ),
     )
     projs = (
-        Projection("in", "inp", "exc", pre_in, post_in, rng.uniform(0.5, 1.5, pre_in.size), 1),
+        Projection("inp_exc", "inp", "exc", pre_in, post_in, rng.uniform(0.5, 1.5, pre_in.size), 1),
         Projection(
             "e",
             "exc",

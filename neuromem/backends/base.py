@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
-from ..lower import Program, lower, source_spikes
+from ..errors import CapabilityError, SimulationError, SpecError
+from ..lower import Program, check_spike_raster, lower, source_spikes
 from ..progress import progress_bar
 from ..spec.network import Network
 
@@ -78,11 +78,15 @@ class Simulation:
 
     backend = "base"
 
-    def __init__(self, net: Network, **options: Any) -> None:
+    def __init__(self, net: Network, check_finite: bool = True, **options: Any) -> None:
         if options:
-            raise TypeError(
+            raise CapabilityError(
                 f"backend {self.backend!r}: unknown option(s) {', '.join(sorted(options))}"
             )
+        if not isinstance(check_finite, bool):
+            raise SpecError(f"backend {self.backend!r}: check_finite must be True or False")
+        #: raise SimulationError when a state variable or weight is NaN/inf after a run chunk
+        self.check_finite = check_finite
         self.net = net
         self.program: Program = lower(net)
         self.probes = Probes()
@@ -145,19 +149,94 @@ class Simulation:
         return out
 
     def _check_inputs(self, steps: int, inputs: dict[str, Any] | None) -> dict[str, Any]:
-        if not isinstance(steps, int | np.integer) or steps < 0:
+        """Refuse what ``run`` cannot mean; returns the inputs as checked numpy arrays."""
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
             raise SpecError(f"run: steps must be a non-negative integer, got {steps!r}")
-        inputs = dict(inputs or {})
-        for key in inputs:
-            pop = key.split(".", 1)[0]
+        if inputs is not None and not isinstance(inputs, dict):
+            raise SpecError(f"run: inputs must be a dict, got {type(inputs).__name__}")
+        checked = {}
+        for key, value in (inputs or {}).items():
+            if not isinstance(key, str):
+                raise SpecError(f"run: input key {key!r} is not a string")
+            pop, _, var = key.partition(".")
             if pop not in self.program.populations:
                 raise SpecError(f"run: input for undefined population {pop!r}")
-            if "." not in key and not self.program.populations[pop].spike_source:
+            p = self.program.populations[pop]
+            if not var and not p.spike_source:
                 raise SpecError(
                     f"run: population {pop!r} is not a spike source; spikes can only "
                     "be given to spike-source populations"
                 )
-        return inputs
+            checked[key] = (
+                check_spike_raster(value, steps, p.size, f"run: input for population {pop!r}")
+                if not var
+                else self._check_current(key, value, steps, p)
+            )
+        return checked
+
+    def _check_current(self, key: str, value: Any, steps: int, p) -> np.ndarray:
+        var = key.partition(".")[2]
+        if var not in p.inputs:
+            raise SpecError(
+                f"run: {var!r} is not an input variable of population {p.name!r} "
+                f"(inputs: {', '.join(p.inputs) or 'none'})"
+            )
+        a = np.asarray(value)
+        if a.dtype.kind not in "iuf":
+            raise SpecError(f"run: input {key!r} must be numbers, got dtype {a.dtype}")
+        if a.shape not in ((steps, p.size), (p.size,)):
+            raise SpecError(
+                f"run: input {key!r} has shape {a.shape}, expected "
+                f"({steps}, {p.size}) or ({p.size},)"
+            )
+        a = a.astype(np.float64)
+        if not np.all(np.isfinite(a)):
+            raise SpecError(f"run: input {key!r} has non-finite values")
+        return a
+
+    def _nonfinite(self) -> tuple[str, str, int, float] | None:
+        """(element, variable, index, value) of the first NaN/inf in the state and weights, or
+        None. Backends may override it with a faster scan of their own arrays."""
+        state = self.state
+        for pop, variables in state.items():
+            for var, values in variables.items():
+                a = np.asarray(values)
+                if a.dtype.kind == "f":
+                    bad = ~np.isfinite(a)
+                    if bad.any():
+                        i = int(np.argmax(bad.reshape(-1)))
+                        return pop, var, i, float(a.reshape(-1)[i])
+        return None
+
+    def _raise_nonfinite(self, t0: int, recorded: dict[str, np.ndarray]) -> None:
+        found = self._nonfinite()
+        if found is None:
+            return
+        element, var, i, value = found
+        t1 = self.t - 1
+        if element == "weights":
+            what = f"projection {var!r}: weight {i} (spec order)"
+        else:
+            what = f"population {element!r}, variable {var!r}, neuron {i}"
+        first = ""
+        rec = recorded.get(f"{element}.{var}")
+        idx = self._probe_indices(element, var)
+        if rec is not None and idx is not None and i in idx:
+            col = rec.reshape(rec.shape[0], -1)[:, list(idx).index(i)]
+            bad = np.nonzero(~np.isfinite(col))[0]
+            if bad.size:
+                first = f"; recorded first as non-finite in step {t0 + int(bad[0])}"
+        raise SimulationError(
+            f"{self.backend} {self.net.name}: {what} is {value} at step {t1} (checked at the "
+            f"end of the run chunk of steps {t0}..{t1}{first}); the simulation state is kept "
+            "as it is. compile(..., check_finite=False) turns this check off."
+        )
+
+    def _probe_indices(self, pop: str, var: str) -> np.ndarray | None:
+        for p, v, idx in self.program.state_probes:
+            if (p, v) == (pop, var):
+                return idx
+        return None
 
     # --------------------------------------------------------------- public API
     def run(
@@ -174,10 +253,12 @@ class Simulation:
             total=steps, desc=f"{self.backend} {self.net.name}", disable=not progress
         ) as bar:
             done = 0
-            while done < steps:
+            while True:  # at least once: run(0) returns the usual (empty) records
                 n = min(chunk, steps - done)
+                t0 = self.t
+                # spike inputs have time first; a current is (steps, size) or constant (size,)
                 sub = {
-                    k: (np.asarray(v)[done : done + n] if np.ndim(v) == 2 else v)
+                    k: (v[done : done + n] if v.ndim >= 2 or "." not in k else v)
                     for k, v in inputs.items()
                 }
                 spikes, state, *ev = self._run(
@@ -192,6 +273,10 @@ class Simulation:
                 result.append(spikes, state, ev[0] if ev else {}, n)
                 done += n
                 bar.update(n)
+                if self.check_finite and n:
+                    self._raise_nonfinite(t0, state)
+                if done >= steps:
+                    break
         self.probes.append(result.spikes, result.state, result.events, steps)
         return result
 

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -526,20 +527,48 @@ def _generated_dir() -> Path:
 
 
 def _load(source: str):
-    """Write ``source`` to the cache directory (once) and import it by its content hash."""
+    """The module of generated ``source``, loaded from its file in the cache directory.
+
+    The file is named by the content hash of ``source``. What is found there is used only if
+    it is exactly ``source``: a cached file that differs (edited, truncated, planted) is
+    discarded with a warning and written anew, so the cache cannot inject code. The module is
+    executed from the verified text (not re-read) and registered in ``sys.modules``; the
+    cache folder is never put on ``sys.path``. numba's ``cache=True`` finds its compiled
+    code beside the file, keyed by the file's stamp.
+    """
     name = _module_name(source)
     if name in sys.modules:
         return sys.modules[name]
     directory = _generated_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"{name}.py"
-    if not path.exists():
+    try:
+        found = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        found = None
+    except (OSError, UnicodeDecodeError):
+        found = ""  # unreadable: treated as tampered
+    if found != source:
+        if found is not None:
+            warnings.warn(
+                f"numba backend: the cached module {path} does not match its content hash; "
+                "it was discarded and generated again",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
+        tmp.write_text(source, encoding="utf-8")
         os.replace(tmp, path)
-    if str(directory) not in sys.path:
-        sys.path.append(str(directory))
-    return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    code = compile(source, str(path), "exec")
+    sys.modules[name] = module
+    try:
+        exec(code, module.__dict__)  # the verified text, never the file as re-read
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 class NumbaSimulation(Simulation):

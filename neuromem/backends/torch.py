@@ -252,7 +252,7 @@ def generate(sim: TorchSimulation) -> str:
             (pl.on_post_synapse, "post", post, 2),
             (pl.on_pre_synapse, "pre", pre, 1),
         ):
-            if not stmts:
+            if not stmts or not layers:  # no synapse: nothing to update
                 continue
             idx = "cols" if side == "post" else "rows"
             c(f"{idx} = _active({nm.s(f'P_{pop.name}__spk')})")

@@ -6,11 +6,14 @@ time ms, voltage mV, current nA, capacitance nF, resistance MOhm, rate Hz (conve
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..equations import Expression, Statement, parse_expression, parse_statements
 from ..errors import SpecError
+from .names import check_name, check_names, element
 
 #: Names every equation may read besides its model's own variables.
 BUILTINS = frozenset({"dt"})
@@ -18,8 +21,35 @@ BUILTINS = frozenset({"dt"})
 EVENT_FLAGS = frozenset({"pre_event", "post_event"})
 
 
-def _freeze(d: dict[str, Any] | None) -> dict[str, Any]:
-    return dict(d or {})
+def _mapping(d: Any, where: str, field: str) -> dict[str, Any]:
+    """A fresh dict copy of ``d`` (None: empty); anything that is not a mapping is refused."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: {field} must be a mapping, got {type(d).__name__}")
+    return dict(d)
+
+
+def _names_tuple(x: Any, where: str, field: str) -> tuple[str, ...]:
+    if isinstance(x, str) or not isinstance(x, list | tuple):
+        raise SpecError(f"{where}: {field} must be a list of names, got {x!r}")
+    return tuple(x)
+
+
+def _check_entries(d: dict[str, Any], where: str, what: str, default_required: bool) -> None:
+    """Each entry is (unit string, default number or None); defaults are finite."""
+    for k, v in d.items():
+        ok = isinstance(v, tuple | list) and len(v) == 2 and isinstance(v[0], str)
+        default = v[1] if ok else None
+        if ok and default is None:
+            ok = not default_required
+        elif ok:
+            ok = isinstance(default, numbers.Real) and not isinstance(default, bool)
+            if ok and not math.isfinite(default):
+                raise SpecError(f"{where}: {what} {k!r} has non-finite default {default}")
+        if not ok:
+            need = "a number" if default_required else "a number or None"
+            raise SpecError(f"{where}: {what} {k!r} must be (unit string, {need}), got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -66,19 +96,31 @@ class NeuronModel:
     spike_source: bool = False
 
     def __post_init__(self) -> None:
-        where = f"neuron model {self.name!r}"
+        where = element("neuron model", self.name)
+        check_name(self.name, element("neuron model", self.name), "name")
         for d in ("state", "params", "odes", "ports"):
-            object.__setattr__(self, d, _freeze(getattr(self, d)))
-        object.__setattr__(self, "clamped", tuple(self.clamped))
-        object.__setattr__(self, "inputs", tuple(self.inputs))
+            object.__setattr__(self, d, _mapping(getattr(self, d), where, d))
+        object.__setattr__(self, "clamped", _names_tuple(self.clamped, where, "clamped"))
+        object.__setattr__(self, "inputs", _names_tuple(self.inputs, where, "inputs"))
+        check_names(self.state, where, "state variable name")
+        check_names(self.params, where, "parameter name")
+        check_names(self.inputs, where, "input name")
+        check_names(self.ports, where, "port name")
+        _check_entries(self.state, where, "state variable", default_required=True)
+        _check_entries(self.params, where, "parameter", default_required=False)
+        for port, target in self.ports.items():
+            if not (isinstance(target, tuple) and len(target) == 2):
+                raise SpecError(f"{where}: port {port!r} must be (state variable, scale)")
+        if not isinstance(self.spike_source, bool):
+            raise SpecError(f"{where}: spike_source must be True or False")
         clash = (set(self.state) & set(self.params)) | (
             set(self.inputs) & (set(self.state) | set(self.params))
         )
         if clash:
             raise SpecError(f"{where}: name(s) {sorted(clash)} used twice")
         for n in (*self.state, *self.params, *self.inputs):
-            if not n.isidentifier() or n.startswith("_") or n in BUILTINS:
-                raise SpecError(f"{where}: invalid variable name {n!r}")
+            if n in BUILTINS or n in EVENT_FLAGS:
+                raise SpecError(f"{where}: variable name {n!r} is reserved")
         for var in self.odes:
             if var not in self.state:
                 raise SpecError(f"{where}: equation for {var!r}, which is not a state variable")
@@ -193,12 +235,23 @@ class PlasticityRule:
     on_post: str = ""
 
     def __post_init__(self) -> None:
+        where = element("plasticity rule", self.name)
+        check_name(self.name, element("plasticity rule", self.name), "name")
         for d in ("params", "pre_traces", "post_traces"):
-            object.__setattr__(self, d, _freeze(getattr(self, d)))
-        where = f"plasticity rule {self.name!r}"
+            object.__setattr__(self, d, _mapping(getattr(self, d), where, d))
+        check_names(self.params, where, "parameter name")
+        check_names(self.pre_traces, where, "pre trace name")
+        check_names(self.post_traces, where, "post trace name")
+        _check_entries(self.params, where, "parameter", default_required=False)
+        for k in ("on_pre", "on_post"):
+            if not isinstance(getattr(self, k), str):
+                raise SpecError(f"{where}: {k} must be a string of statements")
         names = [*self.params, *self.pre_traces, *self.post_traces, "w"]
         if len(set(names)) != len(names):
             raise SpecError(f"{where}: a name is used twice among {names}")
+        reserved = sorted(set(names[:-1]) & (BUILTINS | EVENT_FLAGS))
+        if reserved:
+            raise SpecError(f"{where}: name(s) {reserved} are reserved")
         self.trace_odes()
         self.pre_statements()
         self.post_statements()

@@ -6,13 +6,16 @@ Pure data, immutable after construction, validated on construction. Arrays are s
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import SpecError
+from .limits import check_bytes, current
 from .models import NeuronModel, PlasticityRule
+from .names import check_name, element
 from .operators import ELMNode
 from .spins import GlauberSpins, OverlapProbe
 
@@ -26,18 +29,48 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _as_array(x: ArrayLike, where: str) -> np.ndarray:
+    """``np.asarray(x)`` for numbers only: strings, objects and ragged lists are refused."""
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SpecError(f"{where}: expected numbers, got {type(x).__name__} ({exc})") from None
+    if a.dtype.kind == "O":
+        big = [v for v in a.ravel() if isinstance(v, int) and abs(v) > _INT64_MAX]
+        if big:
+            raise SpecError(f"{where}: value {big[0]} is out of range (64-bit integers)")
+    if a.dtype.kind not in "biuf":
+        raise SpecError(f"{where}: expected numbers, got values of dtype {a.dtype}")
+    return a
+
+
+def _as_float(x: ArrayLike, where: str) -> np.ndarray:
+    a = _as_array(x, where)
+    if a.dtype.kind == "b":
+        raise SpecError(f"{where}: expected numbers, got booleans")
+    return a.astype(np.float64)
+
+
 def _int_array(x: ArrayLike, where: str) -> np.ndarray:
-    a = np.asarray(x)
+    a = _as_array(x, where)
     if a.ndim != 1:
         raise SpecError(f"{where}: expected a 1-d integer array, got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise SpecError(f"{where}: expected integers, got {a.dtype} values")
+    if a.size and a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.round(a)) | (np.abs(a) > 2.0**62)
+        if bad.any():
+            raise SpecError(f"{where}: expected integers, got {a[bad][0]!r}")
+    elif a.size and a.dtype.kind == "u" and int(a.max()) > _INT64_MAX:
+        raise SpecError(f"{where}: value {int(a.max())} is out of range")
+    elif a.dtype.kind == "b":
+        raise SpecError(f"{where}: expected integers, got booleans")
     return _readonly(a.astype(np.int64))
 
 
 def _float_array(x: ArrayLike, n: int, where: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
+    a = _as_float(x, where)
     if a.ndim == 0:
         a = np.full(n, float(a))
     if a.shape != (n,):
@@ -170,7 +203,9 @@ class CurrentInput:
     values: np.ndarray
 
     def __post_init__(self) -> None:
-        v = np.asarray(self.values, dtype=np.float64)
+        check_name(self.population, "current input", "population")
+        check_name(self.variable, element("current input to", self.population), "variable")
+        v = _as_float(self.values, f"current input to {self.population!r}")
         if v.ndim not in (1, 2):
             raise SpecError(f"current input to {self.population!r}: values must be 1-d or 2-d")
         if not np.all(np.isfinite(v)):
@@ -199,6 +234,7 @@ class SpikeProbe:
     format: str = "raster"
 
     def __post_init__(self) -> None:
+        check_name(self.population, "spike probe", "population")
         if self.format not in SPIKE_FORMATS:
             raise SpecError(
                 f"spike probe on {self.population!r}: format {self.format!r} is not one of "
@@ -215,8 +251,18 @@ class StateProbe:
     indices: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        check_name(self.population, "state probe", "population")
+        check_name(self.variable, element("state probe on", self.population), "variable")
         if self.indices is not None:
-            object.__setattr__(self, "indices", tuple(int(i) for i in self.indices))
+            where = element("state probe on", self.population)
+            if isinstance(self.indices, str | bytes) or not hasattr(self.indices, "__iter__"):
+                raise SpecError(f"{where}: indices must be a sequence of integers")
+            idx = []
+            for i in self.indices:
+                if isinstance(i, bool) or not isinstance(i, int | np.integer):
+                    raise SpecError(f"{where}: index {i!r} is not an integer")
+                idx.append(int(i))
+            object.__setattr__(self, "indices", tuple(idx))
 
 
 # ------------------------------------------------------------------------------------ nodes
@@ -245,12 +291,26 @@ class Population:
     stimulus: SpikeArray | PoissonSpikes | None = None
 
     def __post_init__(self) -> None:
-        where = f"population {self.name!r}"
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise SpecError(f"{where}: name must be an identifier")
-        if not isinstance(self.size, int | np.integer) or self.size <= 0:
+        where = element("population", self.name)
+        check_name(self.name, element("population", self.name), "name")
+        if not isinstance(self.model, NeuronModel):
+            raise SpecError(
+                f"{where}: model must be a NeuronModel, got {type(self.model).__name__}"
+            )
+        for k in ("params", "initial"):
+            if not isinstance(getattr(self, k), dict):
+                raise SpecError(f"{where}: {k} must be a mapping")
+        if self.stimulus is not None and not isinstance(self.stimulus, SpikeArray | PoissonSpikes):
+            raise SpecError(f"{where}: stimulus must be a SpikeArray or PoissonSpikes")
+        if (
+            isinstance(self.size, bool)
+            or not isinstance(self.size, int | np.integer)
+            or self.size <= 0
+        ):
             raise SpecError(f"{where}: size must be a positive integer, got {self.size!r}")
         object.__setattr__(self, "size", int(self.size))
+        per_neuron = len(self.model.params) + 2 * len(self.model.state) + len(self.model.inputs)
+        check_bytes(8.0 * self.size * (per_neuron + 2), where, f"{self.size} neurons")
         params = {}
         for k, v in self.params.items():
             if k not in self.model.params:
@@ -323,9 +383,15 @@ class Projection:
     plasticity_params: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        where = f"projection {self.name!r}"
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise SpecError(f"{where}: name must be an identifier")
+        where = element("projection", self.name)
+        check_name(self.name, element("projection", self.name), "name")
+        check_name(self.pre, where, "pre population")
+        check_name(self.post, where, "post population")
+        check_name(self.port, where, "port")
+        if self.plasticity is not None and not isinstance(self.plasticity, PlasticityRule):
+            raise SpecError(f"{where}: plasticity must be a PlasticityRule")
+        if not isinstance(self.plasticity_params, dict):
+            raise SpecError(f"{where}: plasticity_params must be a mapping")
         pre = _int_array(self.pre_index, f"{where}, pre_index")
         post = _int_array(self.post_index, f"{where}, post_index")
         if pre.shape != post.shape:
@@ -360,6 +426,8 @@ class Projection:
                     raise SpecError(
                         f"{where}: unknown parameter {k!r} of plasticity rule {rule.name!r}"
                     )
+                if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                    raise SpecError(f"{where}: plasticity parameter {k!r} must be a number")
                 if not math.isfinite(float(v)):
                     raise SpecError(f"{where}: plasticity parameter {k!r} is {v}")
                 params[k] = float(v)
@@ -368,6 +436,11 @@ class Projection:
                     if default is None:
                         raise SpecError(f"{where}: plasticity parameter {k!r} not given")
                     params[k] = float(default)
+            if "w_min" in params and "w_max" in params and params["w_min"] > params["w_max"]:
+                raise SpecError(
+                    f"{where}: plasticity parameter w_min = {params['w_min']} is above "
+                    f"w_max = {params['w_max']}"
+                )
             object.__setattr__(self, "plasticity_params", params)
         elif self.plasticity_params:
             raise SpecError(f"{where}: plasticity_params given without a plasticity rule")
@@ -401,6 +474,7 @@ class Network:
     operators: tuple[ELMNode, ...] = ()
 
     def __post_init__(self) -> None:
+        check_name(self.name, element("network", self.name), "name")
         if not isinstance(self.discretization, Discretization):
             raise SpecError(
                 f"network {self.name!r}: a Discretization is required (dt, "
@@ -439,6 +513,17 @@ class Network:
                     f"{where}: population {pr.post!r} (model {post_model.name!r}) has "
                     f"no port {pr.port!r}; ports: {', '.join(post_model.ports)}"
                 )
+        self._check_budgets(pops)
+        for p in pops.values():
+            stim = p.stimulus
+            if isinstance(stim, PoissonSpikes):
+                prob = stim.rate_hz * self.discretization.dt / 1000.0
+                if prob > 1.0:
+                    raise SpecError(
+                        f"population {p.name!r}: Poisson rate {stim.rate_hz} Hz is a spike "
+                        f"probability of {prob:g} per step of {self.discretization.dt} ms "
+                        "(at most 1)"
+                    )
         for c in self.currents:
             if c.population not in pops:
                 raise SpecError(f"current input: undefined population {c.population!r}")
@@ -507,6 +592,29 @@ class Network:
                     i < 0 or i >= pops[pb.population].size for i in pb.indices
                 ):
                     raise SpecError(f"state probe on {pb.population!r}: index out of range")
+
+    def _check_budgets(self, pops: dict[str, Population]) -> None:
+        """Refuse a network whose delay rings or arrays exceed :mod:`neuromem.spec.limits`."""
+        where = element("network", self.name)
+        receivers: dict[tuple[str, str], int] = {}
+        max_delay, synapses = 1, 0
+        for pr in self.projections:
+            synapses += pr.pre_index.size
+            if pr.delay.size:
+                max_delay = max(max_delay, int(pr.delay.max()))
+            receivers[(pr.post, pr.port)] = pops[pr.post].size
+        slots = (max_delay + 1) * max(sum(receivers.values()), 1)
+        if self.projections and slots > current().max_ring_slots:
+            raise SpecError(
+                f"{where}: the delay rings would need {slots:,} slots (longest delay "
+                f"{max_delay} steps + 1, times {sum(receivers.values()):,} receiving neurons), "
+                f"more than the budget of {current().max_ring_slots:,} "
+                "(neuromem.spec.limits.set_limits(max_ring_slots=...) raises it)"
+            )
+        neurons = sum(
+            8.0 * p.size * (len(p.params) + 2 * len(p.initial) + 2) for p in pops.values()
+        )
+        check_bytes(neurons + 8.0 * 6 * synapses + 8.0 * slots, where, "the network's arrays")
 
     def population(self, name: str) -> Population:
         for p in self.populations:

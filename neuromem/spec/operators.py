@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SpecError
+from .names import check_name, element
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class ELMNode:
     def __post_init__(self) -> None:
         from ..elm import ELMParameters  # torch is imported only when an ELM is used
 
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise SpecError(f"ELM node {self.name!r}: name must be an identifier")
+        check_name(self.name, element("ELM node", self.name), "name")
+        check_name(self.input, element("ELM node", self.name), "input population")
         if not isinstance(self.params, ELMParameters):
             raise SpecError(f"ELM node {self.name!r}: params must be neuromem.elm.ELMParameters")
 

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import SpecError
+from .names import check_name, element
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -134,9 +135,8 @@ class GlauberSpins:
     rng: Literal["host", "backend"] = "host"
 
     def __post_init__(self) -> None:
-        where = f"spins {self.name!r}"
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise SpecError(f"{where}: name must be an identifier")
+        where = element("spins", self.name)
+        check_name(self.name, element("spins", self.name), "name")
         if not isinstance(self.couplings, LowRankCouplings | DenseCouplings):
             raise SpecError(f"{where}: couplings must be LowRankCouplings or DenseCouplings")
         beta = float(self.beta)
