@@ -179,6 +179,7 @@ class OverlapProbe:
     patterns: np.ndarray
 
     def __post_init__(self) -> None:
+        check_name(self.spins, "overlap probe", "spins")
         p = np.asarray(self.patterns, dtype=np.float64)
         if p.ndim != 2:
             raise SpecError(f"overlap probe on {self.spins!r}: patterns must be (K, N)")
