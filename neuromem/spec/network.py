@@ -177,6 +177,12 @@ class PoissonSpikes:
     stop: int | None = None
 
     def __post_init__(self) -> None:
+        for k in ("rate_hz", "seed", "start", "stop"):
+            v = getattr(self, k)
+            ok = isinstance(v, numbers.Real) if k == "rate_hz" else isinstance(v, int | np.integer)
+            if isinstance(v, bool) or not (ok or (k == "stop" and v is None)):
+                kind = "a number" if k == "rate_hz" else "an integer"
+                raise SpecError(f"poisson stimulus: {k} must be {kind}, got {v!r}")
         if not math.isfinite(self.rate_hz) or self.rate_hz < 0:
             raise SpecError(f"poisson stimulus: rate must be >= 0 Hz, got {self.rate_hz}")
         if not isinstance(self.seed, int | np.integer):

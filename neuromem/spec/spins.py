@@ -139,6 +139,8 @@ class GlauberSpins:
         check_name(self.name, element("spins", self.name), "name")
         if not isinstance(self.couplings, LowRankCouplings | DenseCouplings):
             raise SpecError(f"{where}: couplings must be LowRankCouplings or DenseCouplings")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, int | float | np.number):
+            raise SpecError(f"{where}: beta must be a number, got {self.beta!r}")
         beta = float(self.beta)
         if not beta > 0 or math.isnan(beta):
             raise SpecError(f"{where}: beta must be > 0 (math.inf for zero noise), got {beta}")
