@@ -6,7 +6,9 @@ Every population is a ``NeuronGroup`` of dimensionless variables; every projecti
 :mod:`neuromem.lower`, printed from the checked expression trees, so that the arithmetic is the
 numba backend's operation for operation (loop-invariant optimisation is switched off, and the C
 compiler runs without ``-ffast-math`` and with ``-ffp-contract=off``, so nothing is reordered or
-fused).
+fused). Conditionals, guarded statements (resets, trace statements), the refractory clamp and
+the weight ring are selections (``nm_where``), never arithmetic blends: a NaN or inf in the
+branch not taken cannot reach the result, as in numba and torch.
 
 One time step t in Brian2's schedule (``when``/``order`` of each object)::
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 from typing import Any
 
 import numpy as np
@@ -57,25 +60,102 @@ _FUNCS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "abs": "ab
 _COMPILE_ARGS = ["-w", "-O2", "-fno-fast-math", "-ffp-contract=off"]
 
 
+#: Selections and division as Brian2 functions (see :func:`_functions`): ``nm_where(c, a, b)``
+#: is ``a`` where ``c`` holds, else ``b`` (float), ``nm_iwhere`` the same for integers,
+#: ``nm_div(a, b)`` IEEE division (``x / 0`` is +-inf, ``0 / 0`` NaN, as numba and torch).
+_CYTHON_CODE = {
+    "nm_where": """
+cdef inline double _nm_where(bint c, double a, double b):
+    return a if c else b
+""",
+    "nm_iwhere": """
+cdef inline int64_t _nm_iwhere(bint c, int64_t a, int64_t b):
+    return a if c else b
+""",
+    "nm_div": """
+@_cython.cdivision(True)
+cdef inline double _nm_div(double a, double b):
+    return a / b
+""",
+}
+
+
+@functools.cache
+def _functions() -> dict[str, Any]:
+    """The Brian2 ``Function`` objects of the printed code, for the run namespace.
+
+    A selection never multiplies: the branch not taken may hold inf or NaN (numpy evaluates
+    both branches of ``np.where`` and selects; Cython selects between evaluated arguments).
+    Division is ``nm_div`` because Cython code runs with ``cdivision=False``, where a division
+    by zero raises ``ZeroDivisionError`` (also in a branch not taken); Python floats of the
+    numpy target would raise too."""
+    from brian2 import Function
+    from brian2.codegen.generators.cython_generator import CythonCodeGenerator
+    from brian2.codegen.generators.numpy_generator import NumpyCodeGenerator
+
+    def where(c, a, b):
+        return np.where(c, a, b)
+
+    def div(a, b):
+        return np.true_divide(a, b)
+
+    out = {}
+    for name, py, ret in (
+        ("nm_where", where, "float"),
+        ("nm_iwhere", where, "integer"),
+        ("nm_div", div, "float"),
+    ):
+        n_args = 3 if py is where else 2
+        f = Function(
+            py, arg_units=[1] * n_args, return_unit=1, arg_types=["any"] * n_args, return_type=ret
+        )
+        f.implementations.add_implementation(NumpyCodeGenerator, code=py)
+        f.implementations.add_implementation(
+            CythonCodeGenerator, code=_CYTHON_CODE[name], name=f"_{name}"
+        )
+        out[name] = f
+    return out
+
+
 class _Brian2Printer(Printer):
-    """Prints Brian2 abstract code: no ``a if c else b`` there, so conditionals become
-    ``int(c) * a + (1 - int(c)) * b`` (exact for finite values: one term is multiplied by 1,
-    the other by 0); ``minimum``/``maximum`` likewise, with Python's ``min``/``max`` ties."""
+    """Prints Brian2 abstract code. Brian2 has no ``a if c else b``; conditionals become
+    selections ``nm_where(c, a, b)`` (never an arithmetic blend such as ``c * a + (1 - c) * b``,
+    which turns an inf or NaN of the branch not taken into NaN), boolean-valued ones
+    ``(c and a) or ((not c) and b)``; ``minimum``/``maximum`` are selections with Python's
+    ``min``/``max`` ties, division is ``nm_div``. ``flags`` are the grammar names that are
+    booleans (``pre_event``, ``post_event``)."""
 
-    def __init__(self, name):
+    def __init__(self, name, flags: frozenset[str] = frozenset()):
         super().__init__(name, _FUNCS, "scalar")
+        self.flags = flags
 
-    @staticmethod
-    def _select(c: str, a: str, b: str) -> str:
-        return f"(int({c}) * {a} + (1 - int({c})) * {b})"
+    def _is_bool(self, n: ast.AST) -> bool:
+        if isinstance(n, ast.Compare | ast.BoolOp):
+            return True
+        if isinstance(n, ast.UnaryOp):
+            return isinstance(n.op, ast.Not)
+        if isinstance(n, ast.Name):
+            return n.id in self.flags
+        if isinstance(n, ast.IfExp):
+            return self._is_bool(n.body) and self._is_bool(n.orelse)
+        return False
+
+    def _test(self, n: ast.AST) -> str:
+        """A condition as a boolean: a number is true where it is not 0 (NaN too, as Python)."""
+        return self._p(n) if self._is_bool(n) else f"({self._p(n)} != 0.0)"
 
     def _p(self, n: ast.AST) -> str:
         if isinstance(n, ast.IfExp):
-            return self._select(self._p(n.test), self._p(n.body), self._p(n.orelse))
+            c, a, b = self._test(n.test), self._p(n.body), self._p(n.orelse)
+            if self._is_bool(n):  # booleans have no value that could contaminate
+                return f"(({c} and {a}) or ((not {c}) and {b}))"
+            return f"nm_where({c}, {a}, {b})"
         if isinstance(n, ast.Call) and n.func.id in ("minimum", "maximum"):  # type: ignore
             a, b = (self._p(x) for x in n.args)
             op = "<" if n.func.id == "minimum" else ">"  # type: ignore[attr-defined]
-            return self._select(f"({b} {op} {a})", b, a)  # min(a, b) = b if b < a else a
+            return f"nm_where(({b} {op} {a}), {b}, {a})"  # min(a, b) = b if b < a else a
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+            return f"nm_div({self._p(n.left)}, {self._p(n.right)})"
         return super()._p(n)
 
 
@@ -113,12 +193,15 @@ class _Code:
         return "\n".join(self.lines)
 
 
-def _guarded(code: _Code, stmts: tuple[Statement, ...], pr: Printer, flag: str) -> None:
-    """``target = value`` for each statement where integer ``flag`` is 1 (sequentially)."""
+def _guarded(code: _Code, stmts: tuple[Statement, ...], pr: Printer, flag: str | None) -> None:
+    """``target = value`` for each statement (sequentially), only where boolean ``flag`` holds
+    (a selection: the value computed for the other neurons is never used)."""
     for s in stmts:
         tmp = code.temp(pr(s.value))
         tgt = pr.name(s.target)
-        code(f"{tgt} = {tmp}" if flag == "1" else f"{tgt} = {tmp} * {flag} + {tgt} * (1 - {flag})")
+        if flag is not None:
+            tmp = code.temp(f"nm_where({flag}, {tmp}, {tgt})", "sel")
+        code(f"{tgt} = {tmp}")
 
 
 def _population_code(p: PopulationProgram) -> str:
@@ -129,21 +212,18 @@ def _population_code(p: PopulationProgram) -> str:
         c(f"s_{var} = {tmp}")
         c(f"acc_{port} = 0.0")
     c("refr = ref > 0")
-    c("nrefr = 1 - int(refr)")
-    c("ref = ref - int(refr)")
+    c(f"ref = {c.temp('nm_iwhere(refr, ref - 1, ref)', 'cnt')}")
     new = {v: c.temp(pr(e), "new") for v, e in p.updates.items()}
     for v, tmp in new.items():
-        if v in p.clamped:
-            c(f"s_{v} = {tmp} * nrefr + s_{v} * (1 - nrefr)")
-        else:
-            c(f"s_{v} = {tmp}")
+        if v in p.clamped:  # held while refractory: the candidate is not used then
+            tmp = c.temp(f"nm_where(refr, s_{v}, {tmp})", "sel")
+        c(f"s_{v} = {tmp}")
     if p.threshold is None:
         c("spk = False")
     else:
         c(f"spk = (not refr) and {pr(p.threshold)}")
-    c("ispk = int(spk)")
-    _guarded(c, p.reset, pr, "ispk")
-    c("ref = ref * (1 - ispk) + refsteps * ispk")
+    _guarded(c, p.reset, pr, "spk")
+    c(f"ref = {c.temp('nm_iwhere(spk, refsteps, ref)', 'cnt')}")
     return c.text()
 
 
@@ -289,7 +369,7 @@ class Brian2Simulation(Simulation):
                     return repr(float(self.program.dt))
                 return repr(float(pl.constants[n][0]))
 
-            sp = _Brian2Printer(name)
+            sp = _Brian2Printer(name, frozenset({"pre_event", "post_event"}))
         parts = []
         out: list[Any] = []
         for d in (int(x) for x in np.unique(q.delay)):
@@ -302,20 +382,22 @@ class Brian2Simulation(Simulation):
             if pl is not None:
                 if pl.on_post_synapse:
                     c = _Code()
-                    _guarded(c, pl.on_post_synapse, sp, "1")
+                    _guarded(c, pl.on_post_synapse, sp, None)
                     on_post["plast_post"] = c.text()
                     delays["plast_post"] = 0 * b2.ms
                 if pl.on_pre_synapse or ring:
                     c = _Code()
-                    _guarded(c, pl.on_pre_synapse, sp, "1")
+                    _guarded(c, pl.on_pre_synapse, sp, None)
                     if ring:  # keep the weight each emission carries
                         c(f"slot = t_in_timesteps % {d}")
                         for m in range(d):
-                            c(f"wq{m} = w * int(slot == {m}) + wq{m} * (1 - int(slot == {m}))")
+                            c(f"wq{m} = {c.temp(f'nm_where(slot == {m}, w, wq{m})', 'sel')}")
                     on_pre["plast"] = c.text()
                     delays["plast"] = 0 * b2.ms
             if ring:  # processed d - 1 steps after emission: read the emission's slot
-                sel = " + ".join(f"wq{m} * int(rslot == {m})" for m in range(d))
+                sel = f"wq{d - 1}"
+                for m in reversed(range(d - 1)):
+                    sel = f"nm_where(rslot == {m}, wq{m}, {sel})"
                 on_pre["tx"] = f"rslot = (t_in_timesteps + 1) % {d}\nacc_{q.port}_post += {sel}"
             else:
                 on_pre["tx"] = f"acc_{q.port}_post += w"
@@ -367,8 +449,7 @@ class Brian2Simulation(Simulation):
                     )
                 if stmts:
                     c = _Code()
-                    c("ispk = int(spk)")
-                    _guarded(c, stmts, tp, "ispk")
+                    _guarded(c, stmts, tp, "spk")
                     g.run_regularly(
                         c.text(), when="synapses", order=3, name=f"Q_{q.name}_{side}_events"
                     )
@@ -396,7 +477,9 @@ class Brian2Simulation(Simulation):
         with self._prefs():
             from brian2 import second
 
-            self._net.run(steps * self._dt_s * second, namespace={})
+            # IEEE arithmetic without warnings (numpy target), as numba and torch
+            with np.errstate(all="ignore"):
+                self._net.run(steps * self._dt_s * second, namespace=dict(_functions()))
         assert self._step == steps
         out, events = {}, {}
         for n, m in self._spike_mons.items():

@@ -215,7 +215,7 @@ def _plasticity_kernel(pl: PlasticityProgram) -> str:
     ]
     sp = printer("i", "j")
     c = SourceWriter()
-    c(f"@numba.njit(cache=True, nogil=True)\ndef kernel({', '.join(args)}):")
+    c(f"@numba.njit(cache=True, nogil=True, error_model='numpy')\ndef kernel({', '.join(args)}):")
     with c.block():
         for traces, side in ((pl.pre_traces, "pre_spk"), (pl.post_traces, "post_spk")):
             if traces:
