@@ -1,8 +1,8 @@
 """CA3 memory exported to neuromorphic hardware: Loihi (Lava), SpiNNaker (PyNN/sPyNNaker), NIR.
 
 For every hardware profile the CA3 network of the authors' stress testbench is compiled
-(quantise -> check -> report); where a target can run it, the testbench is replayed there and
-scored as in ``experiments/ca3_cam.py``:
+(quantise -> check -> report); where a target can run it, the testbench is replayed there
+(:mod:`neuromem.models.ca3_hardware`) and scored as in ``experiments/ca3_cam.py``:
 
 - Loihi 2 via Lava, floating point: STDP cannot run on Lava's learning engine, so the two
   plastic projections are updated on the host between one-step Lava runs (flagged).
@@ -27,6 +27,7 @@ import numpy as np
 import neuromem
 from neuromem.data import load_ca3_recording
 from neuromem.hardware import available_targets, compile
+from neuromem.models import ca3_hardware
 from neuromem.models.ca3_cam import build_network
 from neuromem.progress import progress_bar
 
@@ -43,7 +44,7 @@ def _lava_replay(recording: str, data: str | None) -> dict[str, Any]:
 
     if not lava.lava_available():
         return _skipped("lava-nc is not installed (bash run.sh extras)")
-    r = lava.replay_ca3_on_lava(recording, data, plasticity="host")
+    r = ca3_hardware.replay_on_lava(recording, data, plasticity="host")
     return {"ran": True, **{k: v for k, v in r.items() if k not in ("mismatches", "unsupported")}}
 
 
@@ -59,7 +60,7 @@ def _pynn_replay(recording: str, data: str | None, simulator: str) -> dict[str, 
     refused = pynn.unsupported(net, simulator)
     if refused:
         return {**_skipped("refused by the exporter"), "refusals": refused}
-    r = pynn.replay_ca3_on_pynn(recording, simulator, data)
+    r = ca3_hardware.replay_on_pynn(recording, simulator, data)
     return {"ran": True, **{k: v for k, v in r.items() if k not in ("spikes",)}}
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..spec import Network
+from .nodes import describe, operator_element
 from .profile import HardwareProfile, load_profile
 from .quantise import quantise_decay, quantise_weights, weight_exponent
 from .report import CompileReport
@@ -82,13 +83,12 @@ def _check_network(net: Network, prof: HardwareProfile, report: CompileReport) -
             )
         )
     for node in (*net.spins, *net.operators):
-        name = getattr(node, "name", type(node).__name__)
         report.findings.append(
             _finding(
-                f"operator node '{name}'",
+                operator_element(node),
                 t,
                 f"neuron models {prof.neuron_models}",
-                f"operator node '{name}' ({type(node).__name__}): {t} runs only the neuron models "
+                f"{describe(node)}: {t} runs only the neuron models "
                 f"{', '.join(prof.neuron_models)}",
             )
         )

@@ -59,7 +59,7 @@ differs between simulators, so membrane values agree to a few ulp, not bit for b
   inhibitory weights become negative. Imported back as ``nir_cuba_lif``.
 
 ``exponential_euler`` and ``next_step`` networks are refused: no NIR parameters make a box-Euler
-executor reproduce them (it would take rewritten time constants). Plasticity, spin and ELM
+executor reproduce them (it would take rewritten time constants). Plasticity, spin and
 operator nodes, current inputs, stimuli and initial states away from rest have no NIR form and
 are refused (:func:`unsupported`). State probes are not exported, and neuromem's threshold is
 ``v >= v_threshold`` where NIR and Norse use ``>`` (they differ only when ``v`` lands exactly on
@@ -100,6 +100,8 @@ from neuromem.spec import (
     spike_source,
 )
 from neuromem.spec.names import MAX_NAME_LENGTH, name_problem
+
+from .nodes import node_kind, operator_element
 
 TARGET = "nir"
 
@@ -202,7 +204,11 @@ def unsupported(net: Network, profile: Any = None) -> list[dict[str, str]]:
         )
     for op in net.operators:
         out.append(
-            _entry(f"ELM node {op.name!r}", "no operator nodes", "ELM operators have no NIR form")
+            _entry(
+                operator_element(op),
+                "no operator nodes",
+                f"operator nodes (kind {node_kind(op)}) have no NIR form",
+            )
         )
     for c in net.currents:
         out.append(

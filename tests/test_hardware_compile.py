@@ -136,9 +136,53 @@ def test_operator_nodes_are_refused_everywhere():
         (Population("inp", 4, spike_source()),),
         operators=(ELMNode("elm", p, "inp"),),
     )
+    # refused by name and kind (operator nodes are plug-ins; no target names a kind)
+    kind = getattr(ELMNode, "kind", "") or "ELMNode"
     for t in available_targets():
-        with pytest.raises(HardwareError, match=f"operator node 'elm' \\(ELMNode\\): {t} runs"):
+        with pytest.raises(HardwareError, match=f"operator node 'elm' \\(kind {kind}\\): {t} runs"):
             compile(net, t, emit=False)
+
+
+def test_target_modules_refuse_operator_nodes_by_name_and_kind():
+    from neuromem.hardware import lava, nir, pynn
+
+    p = init_parameters(num_input=4, num_branch=1, num_synapse_per_branch=4, num_memory=2, seed=0)
+    net = Network(
+        "x",
+        Discretization(1.0),
+        (Population("inp", 4, spike_source()),),
+        operators=(ELMNode("m", p, "inp"),),
+    )
+    kind = getattr(ELMNode, "kind", "") or "ELMNode"
+    lists = {
+        "lava": lava.list_unsupported(net),
+        "pynn": pynn.unsupported(net, "spiNNaker"),
+        "nir": nir.unsupported(net),
+    }
+    for target, problems in lists.items():
+        ops = [q for q in problems if q["element"] == "operator node 'm'"]
+        assert len(ops) == 1, (target, problems)
+        assert f"kind {kind}" in ops[0]["message"], (target, ops)
+
+
+def test_hardware_layer_imports_no_model_or_data():
+    """The hardware layer consumes specs and lowered programs only (docs/hardware.md)."""
+    import ast
+    from pathlib import Path
+
+    import neuromem.hardware as hw
+
+    for f in Path(hw.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for n in names:
+                assert not n.startswith(("neuromem.models", "neuromem.data")), (f, n)
 
 
 def test_weights_sharing_a_spinnaker_port_share_a_scale():

@@ -77,6 +77,29 @@ def random_network(
 
 
 # ------------------------------------------------------------------ no Lava needed
+def _imports(path) -> set[str]:
+    """Modules a file imports, at module level and inside functions (relative ones as '.x')."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            out.add("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+def test_lava_modules_import_one_way():
+    """No cycle between mapping and quantise: mapping imports neither quantise nor its users."""
+    from pathlib import Path
+
+    here = Path(hl.__file__).parent
+    assert not _imports(here / "mapping.py") & {".quantise", ".checks", ".emit", ".run"}
+    assert not _imports(here / "quantise.py") & {".checks", ".emit", ".run"}
+    assert not _imports(here / "common.py") & {".mapping", ".quantise", ".checks", ".emit"}
+
+
 def test_ca3_plasticity_and_refractoriness_are_listed_and_refused():
     net = build_network(3, 4)
     fl = hl.list_unsupported(net, "floating_pt")
@@ -236,7 +259,9 @@ def test_emit_refuses_plasticity_without_host_mode():
 def test_ca3_exp2_on_lava_matches_numba():
     """Acceptance (b): the stress testbench on Lava floating point, STDP on the host."""
     data = os.environ.get("NEUROMEM_DATA", "/work/shared/data")
-    r = hl.replay_ca3_on_lava("exp2_stress_testbench", data)
+    from neuromem.models.ca3_hardware import replay_on_lava
+
+    r = replay_on_lava("exp2_stress_testbench", data)
     assert r["recall_operations"] == 45
     assert r["recall_operations_matching"] == 45
     assert all(r["populations_identical_to_numba"].values())

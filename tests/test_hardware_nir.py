@@ -383,7 +383,7 @@ def test_refuses_elm_operator():
         base.projections,
         operators=(ELMNode("m", params, "inp"),),
     )
-    _refused(net, "ELM node 'm'", "operator")
+    _refused(net, "operator node 'm'", "operator")
 
 
 def test_semantic_differences_listed():

@@ -283,7 +283,9 @@ def test_ca3_exp2_replay_on_pynn_brian2():
     data = os.environ.get("NEUROMEM_DATA")
     if not data or not os.path.isdir(os.path.join(data, "ca3")):
         pytest.skip("NEUROMEM_DATA with the CA3 recordings is not available")
-    r = hp.replay_ca3_on_pynn("exp2_stress_testbench", "brian2", data)
+    from neuromem.models.ca3_hardware import replay_on_pynn
+
+    r = replay_on_pynn("exp2_stress_testbench", "brian2", data)
     assert r["recall_operations"] == 45
     assert r["recall_operations_matching"] == 45
     assert r["recall_operations_matching_numba"] == 45

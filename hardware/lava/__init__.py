@@ -36,6 +36,7 @@ and the unsupported / difference lists work without lava-nc installed.
 from __future__ import annotations
 
 from ..fixed_point import simulate as simulate_fixed_point
+from .checks import list_unsupported
 from .common import (
     BIAS_EXP_MAX,
     BIAS_MANT_RANGE,
@@ -53,12 +54,11 @@ from .mapping import (
     LavaMapping,
     PopulationMap,
     ProjectionMap,
-    list_unsupported,
     map_network,
     semantic_differences,
 )
 from .quantise import quantize
-from .run import replay_ca3_on_lava, run, run_on_lava
+from .run import run, run_on_lava
 from .targets import differences_for_profile, emit_for_profile, unsupported_for_profile
 
 __all__ = [
@@ -73,7 +73,6 @@ __all__ = [
     "run",
     "run_on_lava",
     "simulate_fixed_point",
-    "replay_ca3_on_lava",
     "unsupported_for_profile",
     "differences_for_profile",
     "emit_for_profile",

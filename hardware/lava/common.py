@@ -1,4 +1,5 @@
-"""Constants, the target's error and the checks every part of the Lava exporter shares."""
+"""Constants, the target's error and the checks every part of the Lava exporter shares
+(mapping, quantisation, emission); it imports none of them."""
 
 from __future__ import annotations
 
@@ -40,3 +41,11 @@ def _check_precision(precision: str) -> None:
 def _check_plasticity_mode(plasticity: str) -> None:
     if plasticity not in ("refuse", "host"):
         raise SpecError(f"lava: unknown plasticity mode {plasticity!r} (refuse, host)")
+
+
+def _raise(problems: list[dict]) -> None:
+    """Raise :class:`LavaTargetError` listing every problem (``element``, ``message``,
+    ``limit``), or nothing when there are none."""
+    if problems:
+        lines = "; ".join(f"{p['element']}: {p['message']} (limit: {p['limit']})" for p in problems)
+        raise LavaTargetError(f"target {problems[0]['target']}: cannot express: {lines}")

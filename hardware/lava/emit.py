@@ -16,13 +16,12 @@ from .. import _lava_compat
 from ..fixed_point import (
     FixedPointNetwork,
 )
-from .common import lava_available
+from .common import _raise, lava_available
 from .mapping import (
     LavaMapping,
     _analyse,
     _build_mapping,
     _model_kind,
-    _raise,
     semantic_differences,
 )
 from .quantise import quantize

@@ -1,5 +1,8 @@
 """Mapping a network onto Lava processes: what each population and projection becomes, what
-cannot be expressed (:func:`list_unsupported`) and every semantic difference."""
+cannot be expressed (:func:`_analyse`) and every semantic difference.
+
+Imports go one way: ``common`` <- ``mapping`` <- ``quantise`` <- ``checks`` (the public
+:func:`~.checks.list_unsupported`, which adds the fixed-point limits) and ``emit``."""
 
 from __future__ import annotations
 
@@ -13,11 +16,12 @@ from neuromem.lower import PopulationProgram, lower
 from neuromem.spec import Network, StateProbe
 from neuromem.spec.library import if_curr_exp, nir_cuba_lif, nir_lif, spike_source
 
+from ..nodes import node_kind, operator_element
 from .common import (
     MAX_DELAY_FIXED,
-    LavaTargetError,
     _check_plasticity_mode,
     _check_precision,
+    _raise,
     _target,
 )
 
@@ -189,9 +193,9 @@ def _analyse(
         )
     for op in net.operators:
         bad(
-            f"operator node {op.name!r}",
+            operator_element(op),
             "no operator nodes",
-            f"operator node ({type(op).__name__}) has no Lava process (MLP and traces)",
+            f"operator node (kind {node_kind(op)}) has no Lava process",
         )
     for c in net.currents:
         bad(
@@ -334,48 +338,13 @@ def _port_var(pop_name: str, net: Network) -> str | None:
     return None
 
 
-def list_unsupported(
-    net: Network, precision: str = "floating_pt", plasticity: str = "refuse"
-) -> list[dict]:
-    """Everything in ``net`` that the Lava target cannot express.
-
-    Parameters
-    ----------
-    net : Network
-    precision : {"floating_pt", "fixed_pt"}
-    plasticity : {"refuse", "host"}
-        ``"host"`` (floating point only) accepts plastic projections, whose weights are then
-        updated by the host between one-step runs.
-
-    Returns
-    -------
-    list of dict
-        Keys ``"element"`` (e.g. ``"projection 'p1'"``), ``"target"`` (``"lava:<precision>"``),
-        ``"limit"`` and ``"message"``. In fixed point this includes the quantisation limits
-        (weight exponent outside Loihi's [-8, 7], bias beyond 13+3 bits, threshold or state
-        beyond 24 bits).
-    """
-    from .quantise import quantize  # quantising builds on the mapping (a cycle at import time)
-
-    problems, forms, prog = _analyse(net, precision, plasticity)
-    if precision == "fixed_pt" and not problems:
-        problems = quantize(net, _strict=False).stats["unsupported"]
-    return problems
-
-
-def _raise(problems: list[dict]) -> None:
-    if problems:
-        lines = "; ".join(f"{p['element']}: {p['message']} (limit: {p['limit']})" for p in problems)
-        raise LavaTargetError(f"target {problems[0]['target']}: cannot express: {lines}")
-
-
 def map_network(net: Network, plasticity: str = "refuse") -> LavaMapping:
     """Map ``net`` onto Lava's LIF form in floating point (real arithmetic, exact).
 
     Raises
     ------
     LavaTargetError
-        Listing every unsupported element (see :func:`list_unsupported`).
+        Listing every unsupported element (as :func:`.checks.list_unsupported` lists them).
     """
     problems, forms, prog = _analyse(net, "floating_pt", plasticity)
     _raise(problems)

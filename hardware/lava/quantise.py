@@ -15,8 +15,16 @@ from ..fixed_point import (
     FixedProjection,
     lava_dense_weights,
 )
-from .common import BIAS_EXP_MAX, BIAS_MANT_RANGE, UV_MAX, VTH_MAX, WEIGHT_EXP_RANGE, _target
-from .mapping import LavaMapping, ProjectionMap, _analyse, _build_mapping, _raise
+from .common import (
+    BIAS_EXP_MAX,
+    BIAS_MANT_RANGE,
+    UV_MAX,
+    VTH_MAX,
+    WEIGHT_EXP_RANGE,
+    _raise,
+    _target,
+)
+from .mapping import LavaMapping, ProjectionMap, _analyse, _build_mapping
 
 
 def _weight_stats(ideal: np.ndarray, got: np.ndarray, factor_post: np.ndarray) -> dict:
@@ -67,7 +75,7 @@ def quantize(
         ``v_range_mV``; per projection weight errors (``max_abs_error`` and ``rms_error`` in
         the spec's weight units, ``max_rel_error`` relative to the largest weight,
         ``n_nonzero``, ``n_zeroed``: nonzero weights that quantise to 0), ``weight_exp``;
-        and ``unsupported`` (limits exceeded, as :func:`list_unsupported`).
+        and ``unsupported`` (limits exceeded, as :func:`.checks.list_unsupported`).
 
     Raises
     ------

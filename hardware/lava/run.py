@@ -1,5 +1,4 @@
-"""Running an emission on Lava's CPU simulation (host-side plasticity included) and the CA3
-replay against numba."""
+"""Running an emission on Lava's CPU simulation, host-side plasticity included."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from neuromem.lower import lower
 from neuromem.spec import Network
 
 from .emit import LavaEmission, emit
-from .mapping import list_unsupported
 
 
 class _HostPlasticity:
@@ -182,83 +180,3 @@ def run_on_lava(
     """:func:`emit` then :func:`run` (same parameters)."""
     em = emit(net, steps, inputs, precision, plasticity, record_state, v_scale)
     return run(em)
-
-
-def replay_ca3_on_lava(
-    recording: str = "exp2_stress_testbench",
-    data_dir: str | None = None,
-    stdp: str = "identified",
-    plasticity: str = "host",
-) -> dict[str, Any]:
-    """Replay an authors' CA3 recording on Lava (floating point) and score it.
-
-    The network is :func:`neuromem.models.ca3_cam.build_network`; the recorded stimulus is
-    replayed into ``IL`` in one run; the output is scored with the model's own
-    ``segment_operations`` / ``compare_outputs`` against the authors' recording and against
-    neuromem's numba backend on the same stimulus.
-
-    Parameters
-    ----------
-    recording : str
-        ``"exp1_learn_recall_forget"`` or ``"exp2_stress_testbench"``.
-    data_dir : str, optional
-        ``NEUROMEM_DATA`` (default: the environment variable).
-    stdp : str
-        STDP variant of the CA3 model.
-    plasticity : {"host", "refuse"}
-        The two STDP projections cannot run on Lava's learning engine; ``"host"`` runs them on
-        the host between one-step Lava runs (semantic difference ``plasticity_on_host``);
-        ``"refuse"`` raises :class:`LavaTargetError` listing them.
-
-    Returns
-    -------
-    dict
-        ``recall_operations``, ``recall_operations_matching`` (same output neurons as the
-        authors), ``recall_operations_matching_numba``, ``operations_with_identical_raster``
-        (vs the authors) and ``populations_identical_to_numba`` (population -> bool),
-        ``final_weights_identical_to_numba``, ``differences`` (the semantic-difference
-        list), ``unsupported`` (what plain Lava cannot run), ``wall_s``, ``steps``.
-    """
-    import neuromem
-    from neuromem.data import load_ca3_recording
-    from neuromem.models.ca3_cam import build_network, score_replay
-
-    rec = load_ca3_recording(recording, data_dir)
-    sp, n, m = rec["spikes"], rec["n_cues"], rec["n_bits"]
-    il = np.concatenate([sp["INcue"], sp["INcont"]], axis=1).astype(bool)
-    steps = il.shape[0]
-    net = build_network(n, m, stdp)
-    unsupported = list_unsupported(net, "floating_pt", "refuse")
-    t0 = time.perf_counter()
-    out = run_on_lava(net, steps, {"IL": il}, "floating_pt", plasticity)
-    t_lava = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sim = neuromem.compile(net, backend="numba")
-    ref = sim.run(steps, {"IL": il}).spikes
-    t_numba = time.perf_counter() - t0
-    score = score_replay(sp, out["spikes"]["OL"], n, reference=ref["OL"])
-    w_nb = sim.state["weights"]
-    return {
-        "recording": recording,
-        "stdp": stdp,
-        "plasticity": plasticity,
-        "steps": steps,
-        "operations": score["operations"],
-        "recall_operations": score["recall_operations"],
-        "recall_operations_matching": score["recall_operations_matching"],
-        "recall_operations_matching_numba": score["vs_reference"]["recall_operations_matching"],
-        "operations_with_identical_raster": score["operations_with_identical_output_raster"],
-        "operations_with_identical_raster_numba": score["vs_reference"][
-            "operations_with_identical_output_raster"
-        ],
-        "populations_identical_to_numba": {
-            k: bool(np.array_equal(out["spikes"][k], ref[k])) for k in out["spikes"]
-        },
-        "final_weights_identical_to_numba": {
-            k: bool(np.array_equal(w, np.asarray(w_nb[k]))) for k, w in out["weights"].items()
-        },
-        "mismatches": [r for r in score["rows"] if not r["same_neurons"] and r["kind"] != "learn"],
-        "differences": out["differences"],
-        "unsupported": unsupported,
-        "wall_s": {"lava": round(t_lava, 3), "numba": round(t_numba, 3)},
-    }

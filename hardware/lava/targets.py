@@ -6,8 +6,9 @@ from typing import Any
 
 from neuromem.spec import Network
 
+from .checks import list_unsupported
 from .emit import LavaEmission, emit
-from .mapping import list_unsupported, semantic_differences
+from .mapping import semantic_differences
 
 
 def _profile_target(profile: Any) -> str:

@@ -16,11 +16,9 @@ Public functions
 - :func:`build` creates the network in a live PyNN simulator module; :func:`run` builds, runs
   and returns spike rasters in neuromem's format (bool ``(steps, size)`` per population, step
   ``t`` = neuromem's step ``t``).
-- :func:`replay_ca3_on_pynn` replays an authors' CA3 recording through PyNN and scores it with
-  ``experiments/ca3_cam.py``'s functions, against the recording and against numba.
 
-Timing: one neuromem step is one PyNN time step, ``timestep = dt`` (1 ms for CA3)
---------------------------------------------------------------------------------------
+Timing: one neuromem step is one PyNN time step, ``timestep = dt``
+------------------------------------------------------------------
 neuromem (= sPyNNaker): a spike in step ``t`` through a delay of ``d`` steps is added to the
 synaptic current at the start of step ``t + d`` and acts on that step's integration; the
 event adds the step-averaged current ``w tau_syn/dt (1 - exp(-dt/tau_syn))``, which is then
@@ -52,14 +50,14 @@ spike source times  ``s * dt``                   ``s * dt`` (source clock set  `
 recorded spike      ``t * dt``                   ``t * dt``                    ``(t+1)*dt``
 ==================  ===========================  ============================  =============
 
-``r = ceil(tau_refrac / dt)`` is neuromem's refractory step count. Measured (tests and
-``replay_ca3_on_pynn``): with these settings pyNN.brian2 gives numba's spikes exactly for the
-CA3 exp2 replay (every population, 851 steps) and small test networks; pyNN.nest does for
-static networks with delays >= 2 steps (CA3 has delay-1 projections, refused on NEST). On
-exp2, dropping one Brian2 setting gives 17/45 (delay), 22/45 (refractory) or 32/45 (weight
-factor) matching recalls instead of 45/45. sPyNNaker is mapped on its virtual board only
-(:mod:`neuromem.hardware.spynnaker_reports`); note that sPyNNaker 7.4.1 crashes on a
-SpikeSourceArray without any spike. Brian2 integrates
+``r = ceil(tau_refrac / dt)`` is neuromem's refractory step count. Measured (tests and the
+replays of the paper models, docs/hardware.md): with these settings pyNN.brian2 gives numba's
+spikes exactly for an 851-step replay of a plastic recurrent network (every population) and
+small test networks; pyNN.nest does for static networks with delays >= 2 steps (delay-1
+projections are refused on NEST). On that replay, dropping one Brian2 setting gives 17/45
+(delay), 22/45 (refractory) or 32/45 (weight factor) matching recalls instead of 45/45.
+sPyNNaker is mapped on its virtual board only (:mod:`neuromem.hardware.spynnaker_reports`);
+note that sPyNNaker 7.4.1 crashes on a SpikeSourceArray without any spike. Brian2 integrates
 ``IF_curr_exp`` with the exact solution of the coupled (v, i_syn) system; with ``k`` above
 the membrane potential at every step end equals neuromem's (float rounding aside). Its
 threshold is ``v > v_thresh`` (neuromem, sPyNNaker and NEST: ``>=``), listed by
@@ -73,7 +71,6 @@ from .common import SIMULATORS, SPINNAKER_MAX_DELAY_STEPS, PyNNExportError
 from .live import build, collect, run, run_script
 from .portable import SETTINGS
 from .portable import _weight_factor as _weight_factor  # used by tests
-from .replay import replay_ca3_on_pynn
 from .script import emit_script
 from .spec_export import to_pynn_spec
 
@@ -87,7 +84,6 @@ __all__ = [
     "collect",
     "differences",
     "emit_script",
-    "replay_ca3_on_pynn",
     "run",
     "run_script",
     "to_pynn_spec",

@@ -18,6 +18,7 @@ from neuromem.spec import (
     stdp_pair,
 )
 
+from ..nodes import node_kind, operator_element
 from .common import (
     _PORT_RECEPTOR,
     _STDP_NAME,
@@ -131,10 +132,10 @@ def unsupported(net: Network, target: str = "spiNNaker") -> list[dict[str, str]]
     for op in net.operators:
         out.append(
             _problem(
-                _element("ELM node", op.name),
+                operator_element(op),
                 tgt,
                 "PyNN has no operator nodes (spiking point neurons only)",
-                "ELM operator node",
+                f"kind {node_kind(op)}",
             )
         )
     pops = {p.name: p for p in net.populations}
@@ -344,9 +345,9 @@ def differences(net: Network, target: str = "spiNNaker") -> list[dict[str, str]]
                         "element": el,
                         "difference": f"coincidence {co!r}: sPyNNaker's documented pair rule "
                         "ignores same-step pairs and skips the depression of a pre spike "
-                        "coinciding with a post spike (neuromem 'spinnaker'); the authors' CA3 "
-                        "recordings behave as 'potentiate' with narrow windows (identified "
-                        "variant), a mechanism not established",
+                        "coinciding with a post spike (neuromem 'spinnaker'); recordings made on "
+                        "SpiNNaker can fit 'potentiate' with narrow windows (docs/models/), a "
+                        "mechanism not established",
                     }
                 )
             out.append(
