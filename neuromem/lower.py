@@ -27,6 +27,7 @@ from .spec.network import (
     SpikeProbe,
     StateProbe,
 )
+from .spec.operators import operator_order
 
 #: The ordered phases of one time step t. Every backend executes exactly these, in this order.
 PHASES = (
@@ -39,7 +40,7 @@ PHASES = (
     "propagate",  # spikes of step t (computed and source) -> ring-buffer slot t + delay
     "record",  # probes read spikes and state after reset
     "spins",  # one sweep of every spin node (independent of the spiking part), then its probes
-    "operators",  # operator nodes (ELM) read this step's spikes of their input population
+    "operators",  # operator nodes read this step's spikes and outputs (spec/operators.py)
 )
 
 #: A low-rank coupling of rank K is used as such (O(K) per field) while K <= N * LOW_RANK_LIMIT;
@@ -321,7 +322,11 @@ class Program:
     state_probes: tuple[tuple[str, str, np.ndarray], ...]
     max_delay: int
     spins: dict[str, SpinProgram] = field(default_factory=dict)
-    operators: dict = field(default_factory=dict)  # name -> spec operator node (ELMNode)
+    # operator nodes by name, each after the operators it reads (neuromem.spec.operators)
+    operators: dict = field(default_factory=dict)
+    # spike-source populations the lowering adds for operator outputs that drive projections:
+    # name -> (operator, output port); their spikes in step t are the output of step t - 1
+    operator_sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     phases: tuple[str, ...] = field(default=PHASES)
     # populations with an events spike probe: recorded as (step, neuron) lists, not rasters
     event_probes: tuple[str, ...] = ()
@@ -639,16 +644,58 @@ def lower_spins(sp, probes) -> SpinProgram:
     )
 
 
+def virtual_source(operator: str, port: str) -> str:
+    """Name of the spike source that carries an operator's spike output into the network
+    (it starts with ``_``, which no spec name may, so it cannot clash)."""
+    return f"_{operator}__{port}"
+
+
+def operator_pre_port(pr: Projection, op) -> str:
+    """The spike output port of operator ``op`` that projection ``pr`` reads."""
+    if pr.pre_port is not None:
+        return pr.pre_port
+    return next(p for p, port in op.output_ports().items() if port.kind == "spikes")
+
+
+def _operator_source(name: str, size: int, disc: Discretization) -> PopulationProgram:
+    """A spike source without stimulus, as a ``spike_source()`` population lowers to."""
+    return PopulationProgram(
+        name=name,
+        size=size,
+        spike_source=True,
+        state={},
+        constants={"dt": np.full(size, disc.dt)},
+        inputs=(),
+        updates={},
+        clamped=(),
+        threshold=None,
+        threshold_margin=None,
+        reset=(),
+        refractory_steps=np.zeros(size, dtype=np.int64),
+        ports={},
+        stimulus=None,
+        dt=disc.dt,
+    )
+
+
 def lower(net: Network) -> Program:
     """Lower a validated network to a :class:`Program`."""
     disc = net.discretization
     pops = {p.name: _lower_population(p, disc) for p in net.populations}
-    projs = {
-        pr.name: _lower_projection(
-            pr, net.population(pr.pre).size, net.population(pr.post).size, disc
-        )
-        for pr in net.projections
-    }
+    ops = {op.name: op for op in operator_order(list(net.operators))}
+    driven = {}  # virtual spike source -> (operator, spike output port)
+    projs = {}
+    for pr in net.projections:
+        pre = pr.pre
+        if pre in ops:
+            port = operator_pre_port(pr, ops[pre])
+            pre = virtual_source(pre, port)
+            if pre not in pops:
+                size = ops[pr.pre].output_ports()[port].size
+                pops[pre] = _operator_source(pre, size, disc)
+                driven[pre] = (pr.pre, port)
+        projs[pr.name] = _lower_projection(pr, pops[pre].size, net.population(pr.post).size, disc)
+        projs[pr.name].pre = pre
     currents: dict[tuple[str, str], np.ndarray] = {}
     for c in net.currents:
         v = c.values if c.values.ndim == 2 else c.values[None, :]
@@ -660,11 +707,7 @@ def lower(net: Network) -> Program:
     spins = {sp.name: lower_spins(sp, net.probes) for sp in net.spins}
     state_probes = []
     for pb in net.probes:
-        if (
-            isinstance(pb, StateProbe)
-            and pb.population not in spins
-            and pb.population not in {op.name for op in net.operators}
-        ):
+        if isinstance(pb, StateProbe) and pb.population not in spins and pb.population not in ops:
             idx = (
                 np.arange(pops[pb.population].size)
                 if pb.indices is None
@@ -678,7 +721,7 @@ def lower(net: Network) -> Program:
         populations=pops,
         projections=projs,
         currents=currents,
-        # an operator's input population is recorded too: the operator reads its spikes
+        # populations read by operators are recorded too: the operators read their spikes
         spike_probes=tuple(
             dict.fromkeys(
                 [
@@ -686,13 +729,19 @@ def lower(net: Network) -> Program:
                     for pb in net.probes
                     if isinstance(pb, SpikeProbe) and pb.format == "raster"
                 ]
-                + [op.input for op in net.operators]
+                + [
+                    src
+                    for op in ops.values()
+                    for src, port in op.sources().values()
+                    if port is None
+                ]
             )
         ),
         state_probes=tuple(state_probes),
         max_delay=max_delay,
         spins=spins,
-        operators={op.name: op for op in net.operators},
+        operators=ops,
+        operator_sources=driven,
         event_probes=tuple(
             dict.fromkeys(
                 pb.population

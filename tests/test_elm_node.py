@@ -68,10 +68,16 @@ def test_node_reproduces_the_authors_golden_output():
 def test_node_validation_and_capabilities():
     p = _small()
     raster = np.zeros((5, p.num_input), bool)
-    with pytest.raises(SpecError, match="size mismatch, input population 'inp' has 39"):
+    with pytest.raises(
+        SpecError,
+        match="operator 'elm' \\(kind 'elm'\\): size mismatch: input port 'spikes' has 40 values, "
+        "population 'inp' has 39",
+    ):
         src = Population("inp", 39, spike_source())
         Network("x", Discretization(1.0), (src,), operators=(ELMNode("elm", p, "inp"),))
-    with pytest.raises(SpecError, match="undefined input population 'nope'"):
+    with pytest.raises(
+        SpecError, match="input port 'spikes' reads 'nope', which is not a population"
+    ):
         Network("x", Discretization(1.0), operators=(ELMNode("elm", p, "nope"),))
     with pytest.raises(SpecError, match="params must be neuromem.elm.ELMParameters"):
         ELMNode("elm", {"d_m": 3}, "inp")

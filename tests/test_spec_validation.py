@@ -82,7 +82,9 @@ def test_stimulus_on_non_source_model():
 
 
 def test_spike_array_neuron_out_of_range():
-    with pytest.raises(SpecError, match=r"population 'src': spike array names neuron 5, size is 2"):
+    with pytest.raises(
+        SpecError, match=r"'src': spike array names neuron 5, out of range for size 2"
+    ):
         Population("src", 2, spike_source(), stimulus=SpikeArray([0], [5]))
 
 
@@ -251,7 +253,9 @@ def test_state_probe_of_unknown_variable():
 
 
 def test_state_probe_index_out_of_range():
-    with pytest.raises(SpecError, match=r"state probe on 'a': index out of range"):
+    with pytest.raises(
+        SpecError, match=r"state probe on 'a', variable 'v': index 3 out of range for size 3"
+    ):
         _net(probes=(StateProbe("a", "v", (0, 3)),))
 
 

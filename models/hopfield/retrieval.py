@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numba as nb
 import numpy as np
 
-from .errors import SpecError
+from neuromem.errors import SpecError
 
 Backend = Literal["numpy", "numba", "torch"]
 BACKENDS = ("numpy", "numba", "torch")

@@ -1,7 +1,9 @@
 """Backends behind one entry point: ``neuromem.compile(net, backend=..., dt=...)``.
 
 Each backend declares the features it supports here (so that an error can name the backends
-that do have a feature without importing them all). Nothing falls back silently.
+that do have a feature without importing them all); the operator kinds a backend runs are the
+ones with an implementation registered for it (backends/operators.py). Nothing falls back
+silently.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ REGISTRY: dict[str, tuple[str, str, frozenset[str]]] = {
     "numba": (
         "neuromem.backends.numba",
         "NumbaSimulation",
-        _COMMON | {"reset_mode:next_step", "device:cpu", "spins", "operator:elm"},
+        _COMMON | {"reset_mode:next_step", "device:cpu", "spins"},
     ),
     "torch": (
         "neuromem.backends.torch",
@@ -48,7 +50,6 @@ REGISTRY: dict[str, tuple[str, str, frozenset[str]]] = {
             "device:cpu",
             "device:cuda",
             "spins",
-            "operator:elm",
         },
     ),
     "brian2": ("neuromem.backends.brian2", "Brian2Simulation", _COMMON | {"device:cpu"}),
@@ -78,8 +79,7 @@ def required_features(net: Network, **options: Any) -> set[str]:
         feats.add("probe:state")
     if net.spins:
         feats.add("spins")
-    if net.operators:
-        feats.add("operator:elm")
+    feats |= {f"operator:{op.kind}" for op in net.operators}
     if options.get("dtype") is not None:
         feats.add(f"dtype:{str(options['dtype']).replace('torch.', '')}")
     if options.get("device") is not None:
@@ -89,14 +89,22 @@ def required_features(net: Network, **options: Any) -> set[str]:
     return feats
 
 
+def capabilities(backend: str) -> frozenset[str]:
+    """What ``backend`` can run: its declared features plus ``operator:<kind>`` for every
+    operator kind with an implementation registered for it (backends/operators.py)."""
+    from .operators import registered
+
+    ops = {f"operator:{kind}" for kind, b in registered() if b == backend}
+    return REGISTRY[backend][2] | frozenset(ops)
+
+
 def check_capabilities(backend: str, features: set[str]) -> None:
     """Raise :class:`CapabilityError` naming each missing feature and who has it."""
-    caps = REGISTRY[backend][2]
-    missing = sorted(features - caps)
+    missing = sorted(features - capabilities(backend))
     if missing:
         lines = []
         for f in missing:
-            have = [b for b, (_, _, c) in REGISTRY.items() if f in c]
+            have = [b for b in REGISTRY if f in capabilities(b)]
             lines.append(f"{f!r} (supported by: {', '.join(have) or 'no backend'})")
         raise CapabilityError(
             f"backend {backend!r} cannot run this network: it lacks " + "; ".join(lines)
@@ -104,8 +112,8 @@ def check_capabilities(backend: str, features: set[str]) -> None:
 
 
 def available_backends() -> dict[str, frozenset[str]]:
-    """Backend name -> declared capabilities."""
-    return {k: v[2] for k, v in REGISTRY.items()}
+    """Backend name -> capabilities (declared features and registered operator kinds)."""
+    return {k: capabilities(k) for k in REGISTRY}
 
 
 def compile(net: Network, backend: str = "numba", dt: float | None = None, **options: Any):

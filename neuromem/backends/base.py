@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import CapabilityError, SimulationError, SpecError
 from ..lower import Program, check_spike_raster, lower, source_spikes
 from ..progress import progress_bar
-from ..spec.network import Network
+from ..spec.network import Network, StateProbe
 
 
 @dataclass
@@ -93,6 +93,8 @@ class Simulation:
         self.t = 0
         self._spin_nodes: list = []  # backends that run spins fill this (see backends/spins.py)
         self._operators: dict = {}  # name -> engine (backends/operators.py)
+        self._operator_carry: dict[str, np.ndarray] = {}  # virtual source -> last output
+        self._ahead: frozenset[str] = frozenset()  # operators run before the spiking part
 
     # --------------------------------------------------------------- input assembly
     def _spike_inputs(self, steps: int, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -161,6 +163,8 @@ class Simulation:
             pop, _, var = key.partition(".")
             if pop not in self.program.populations:
                 raise SpecError(f"run: input for undefined population {pop!r}")
+            if pop in self.program.operator_sources:
+                raise SpecError(f"run: {pop!r} is fed by an operator, not by inputs")
             p = self.program.populations[pop]
             if not var and not p.spike_source:
                 raise SpecError(
@@ -238,6 +242,114 @@ class Simulation:
                 return idx
         return None
 
+    # --------------------------------------------------------------- operator nodes
+    def _build_operators(self) -> None:
+        """One engine per operator node from the implementations registered for this backend
+        (backends call it once their own set-up, e.g. dtype and device, is done)."""
+        from .operators import implementation
+
+        self._operators = {
+            name: implementation(op.kind, self.backend)(op, self)
+            for name, op in self.program.operators.items()
+        }
+        self._ahead = self._operators_ahead()
+
+    def _operators_ahead(self) -> frozenset[str]:
+        """Operators whose inputs are known before the spiking part of a step runs: spikes of
+        spike sources (stimuli and run inputs) and outputs of such operators. They run first,
+        over the whole chunk; the others run after it on the recorded spikes."""
+        pops = self.program.populations
+        virtual = self.program.operator_sources
+        ahead: set[str] = set()
+        for name, op in self.program.operators.items():  # readers after what they read
+            if all(
+                (port is None and pops[src].spike_source and src not in virtual)
+                or (port is not None and src in ahead)
+                for src, port in op.sources().values()
+            ):
+                ahead.add(name)
+        return frozenset(ahead)
+
+    def _operators_step_locked(self) -> bool:
+        """An output that drives the network comes from an operator that reads the network."""
+        return any(op not in self._ahead for op, _ in self.program.operator_sources.values())
+
+    def _operator_context(self):
+        """Context for operator engines in ``run`` (torch: no autograd graph)."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def _run_operators(
+        self, n: int, spikes: dict[str, np.ndarray], ahead: bool = False, outputs=None
+    ) -> dict[tuple[str, str], np.ndarray]:
+        """Run the ahead (or the remaining) operators over ``n`` steps; (node, port) -> values."""
+        outputs = dict(outputs or {})
+        with self._operator_context():
+            for name, engine in self._operators.items():
+                if (name in self._ahead) != ahead:
+                    continue
+                op = self.program.operators[name]
+                inputs = {
+                    port: spikes[src] if out is None else outputs[(src, out)]
+                    for port, (src, out) in op.sources().items()
+                }
+                result = engine.run(inputs)
+                for port in op.output_ports():
+                    if port not in result:
+                        raise SimulationError(
+                            f"{op.where}: the {self.backend} implementation gave no output {port!r}"
+                        )
+                    outputs[(name, port)] = _host(result[port])
+        return outputs
+
+    def _feed_operator_sources(self, sources, outputs) -> None:
+        """Spikes of the virtual sources: in step t an operator's output of step t - 1.
+
+        With ``sources`` (before the spiking part): fill each virtual source's raster for this
+        chunk from the carried last output and the ahead operators' outputs. With None (after
+        it): carry the last output of this chunk to the next."""
+        for vname, (op, port) in self.program.operator_sources.items():
+            out = outputs.get((op, port))
+            if sources is None:
+                if out is not None and out.shape[0]:
+                    self._operator_carry[vname] = _spike_values(out[-1], op, port)
+                continue
+            n, size = sources[vname].shape
+            carry = self._operator_carry.get(vname, np.zeros(size, dtype=bool))
+            if carry.ndim != 1:
+                raise CapabilityError(
+                    f"{self.backend}: operator {op!r} reads a batched network and drives it; "
+                    "its output cannot be one input for every batch element (batch_size=1)"
+                )
+            if out is None:  # step-locked: n == 1, the output of the previous step
+                sources[vname] = np.broadcast_to(carry, (n, size)).copy()
+            elif n:
+                head = _spike_values(out[: n - 1], op, port)
+                sources[vname] = np.concatenate([carry[None], head.reshape(n - 1, size)])
+
+    def _operator_probes(self, outputs, t0: int) -> dict[str, np.ndarray]:
+        """Recorded operator outputs (``StateProbe(node, port)``), checked to be finite."""
+        rec = {}
+        for pb in self.net.probes:
+            if not isinstance(pb, StateProbe):
+                continue
+            key = (pb.population, pb.variable)
+            if key in outputs:
+                values = outputs[key]
+                if self.check_finite and values.dtype.kind == "f":
+                    bad = ~np.isfinite(values)
+                    if bad.any():
+                        t, *i = np.argwhere(bad)[0]
+                        raise SimulationError(
+                            f"{self.backend} {self.net.name}: "
+                            f"{self.program.operators[key[0]].where}, output {key[1]!r}, "
+                            f"element {tuple(int(x) for x in i)} is {values[bad][0]} at step "
+                            f"{t0 + int(t)}"
+                        )
+                rec[f"{key[0]}.{key[1]}"] = values
+        return rec
+
     # --------------------------------------------------------------- public API
     def run(
         self, steps: int, inputs: dict[str, Any] | None = None, progress: bool = False
@@ -249,6 +361,8 @@ class Simulation:
         inputs = self._check_inputs(steps, inputs)
         result = Probes()
         chunk = max(1, steps // 50) if progress else max(steps, 1)
+        if self._operators_step_locked():
+            chunk = 1  # an operator output feeds the network and depends on it: step by step
         with progress_bar(
             total=steps, desc=f"{self.backend} {self.net.name}", disable=not progress
         ) as bar:
@@ -261,14 +375,15 @@ class Simulation:
                     k: (v[done : done + n] if v.ndim >= 2 or "." not in k else v)
                     for k, v in inputs.items()
                 }
-                spikes, state, *ev = self._run(
-                    n, self._spike_inputs(n, sub), self._current_inputs(n, sub)
-                )
+                sources = self._spike_inputs(n, sub)
+                outputs = self._run_operators(n, sources, ahead=True)
+                self._feed_operator_sources(sources, outputs)
+                spikes, state, *ev = self._run(n, sources, self._current_inputs(n, sub))
                 for node in self._spin_nodes:
                     state.update(node.run(n, self.t))
-                for name, engine in self._operators.items():
-                    op = self.program.operators[name]
-                    state[f"{name}.y"] = engine.run(spikes[op.input])
+                outputs.update(self._run_operators(n, {**sources, **spikes}, outputs=outputs))
+                self._feed_operator_sources(None, outputs)
+                state.update(self._operator_probes(outputs, t0))
                 self.t += n
                 result.append(spikes, state, ev[0] if ev else {}, n)
                 done += n
@@ -293,6 +408,7 @@ class Simulation:
         self.t = 0
         for node in (*self._spin_nodes, *self._operators.values()):
             node.reset()
+        self._operator_carry = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -303,3 +419,18 @@ class Simulation:
         """Population -> variable -> values (copies); ``"weights"`` -> projection -> weights in
         the spec's synapse order."""
         raise NotImplementedError
+
+
+def _host(x: Any) -> np.ndarray:
+    """An engine's output as a numpy array (torch tensors are detached and copied)."""
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _spike_values(x: np.ndarray, op: str, port: str) -> np.ndarray:
+    """A spike output as bools; an implementation that emits other values is an error."""
+    a = np.asarray(x)
+    if a.dtype.kind != "b" and a.size and not ((a == 0) | (a == 1)).all():
+        raise SimulationError(f"operator {op!r}: spike output {port!r} holds values other than 0/1")
+    return a.astype(bool)

@@ -24,7 +24,6 @@ from ..codegen import SourceWriter, cache_dir
 from ..equations import Expression, Printer, Statement, drop_zero_terms
 from ..lower import PHASES, PlasticityProgram, PopulationProgram, uniform_value
 from .base import Simulation
-from .operators import NumbaELM
 from .spins import NumbaSpins
 
 _FUNCS = {
@@ -592,7 +591,7 @@ class NumbaSimulation(Simulation):
         self._event_rate: dict[str, float] = {}  # events probe -> spikes per step last run
         self._variant(self._driven(prog.currents))
         self._spin_nodes = [NumbaSpins(sp) for sp in prog.spins.values()]
-        self._operators = {n: NumbaELM(op) for n, op in prog.operators.items()}
+        self._build_operators()
         self._reset()
 
     def _driven(self, currents) -> frozenset[tuple[str, str]]:

@@ -1,19 +1,81 @@
-"""Operator nodes (ELM) on the numba and torch backends.
+"""Operator nodes on the backends: the registry of implementations, and the run of a chunk.
 
-An ELM node reads the spikes of its input population; backends evaluate it over each ``run``
-chunk at once (the synaptic trace is a linear scan) and carry its traces and memory to the next
-chunk, which equals the step-by-step definition (spec/operators.py).
+An operator kind (``neuromem.spec.operators``) is implemented for a backend by a factory
+registered from the kind's own module::
+
+    @register_implementation("leaky", "numba")
+    class LeakyNumba:
+        def __init__(self, node, sim): ...        # sim: the Simulation (dtype, device, batch)
+        def reset(self): ...                      # back to the initial state
+        def run(self, inputs): ...                # port -> (T, n) or (T, B, n) -> port -> same
+
+``run`` takes the inputs of ``T`` consecutive steps and returns the outputs of those steps,
+carrying its state to the next call; a kind whose outputs do not depend on later inputs (every
+causal operator) gives the same result for any split of a run into chunks (tests compare chunk
+sizes 1 and T). On torch an implementation may be an ``nn.Module``: its parameters become
+parameters of the simulation. The capability registry (``neuromem.backends``) is derived from
+what is registered here, so no file of the library names a kind.
+
+(The ELM engines below move into the ELM model's folder with the plug-in protocol.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
+
+from ..errors import CapabilityError, SpecError
+
+_IMPLEMENTATIONS: dict[tuple[str, str], Callable[..., Any]] = {}
+
+
+def register_implementation(kind: str, backend: str) -> Callable[[Any], Any]:
+    """Decorator: ``factory`` implements operator ``kind`` on ``backend``."""
+
+    def deco(factory: Any) -> Any:
+        old = _IMPLEMENTATIONS.get((kind, backend))
+        if old is not None and getattr(old, "__qualname__", None) != getattr(
+            factory, "__qualname__", None
+        ):
+            raise SpecError(
+                f"register_implementation: operator kind {kind!r} already has a {backend} "
+                f"implementation ({old.__module__}.{old.__qualname__})"
+            )
+        _IMPLEMENTATIONS[(kind, backend)] = factory
+        return factory
+
+    return deco
+
+
+def registered() -> list[tuple[str, str]]:
+    """Every (operator kind, backend) with an implementation."""
+    return list(_IMPLEMENTATIONS)
+
+
+def backends_with(kind: str) -> list[str]:
+    """Backends that have an implementation of ``kind``."""
+    return sorted(b for k, b in _IMPLEMENTATIONS if k == kind)
+
+
+def implementation(kind: str, backend: str) -> Callable[..., Any]:
+    """The factory of ``kind`` on ``backend``, or :class:`CapabilityError` naming the backends
+    that have one."""
+    factory = _IMPLEMENTATIONS.get((kind, backend))
+    if factory is None:
+        have = backends_with(kind)
+        raise CapabilityError(
+            f"backend {backend!r} has no implementation of operator kind {kind!r} "
+            f"(implemented by: {', '.join(have) or 'no backend'})"
+        )
+    return factory
 
 
 class NumbaELM:
     """Float64 ELM inference on the CPU."""
 
-    def __init__(self, node) -> None:
+    def __init__(self, node, sim=None) -> None:
         self.node = node
         self.reset()
 
@@ -21,18 +83,20 @@ class NumbaELM:
         p = self.node.params
         self.state = (np.zeros((1, p.num_synapse)), np.zeros((1, p.d_m)))
 
-    def run(self, spikes: np.ndarray) -> np.ndarray:
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ..elm import elm_forward_numba
 
-        return elm_forward_numba(self.node.params, spikes[None], self.state)[0]
+        spikes = inputs["spikes"]
+        return {"y": elm_forward_numba(self.node.params, spikes[None], self.state)[0]}
 
 
 class TorchELM:
     """ELM on a torch device; a batch of B independent inputs when the simulation is batched."""
 
-    def __init__(self, node, batch: int, device, dtype) -> None:
+    def __init__(self, node, sim) -> None:
         from ..elm import ELMTorch
 
+        batch, device, dtype = sim.batch_size, sim.device, sim.dtype
         self.node, self.batch = node, batch
         self.module = ELMTorch(node.params, dtype=dtype, device=device)
         self.reset()
@@ -40,13 +104,17 @@ class TorchELM:
     def reset(self) -> None:
         self.state = None
 
-    def run(self, spikes: np.ndarray) -> np.ndarray:
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        x = np.asarray(spikes, dtype=np.float64)
+        x = np.asarray(inputs["spikes"], dtype=np.float64)
         x = x[:, None, :] if x.ndim == 2 else x  # (T, B, n)
         with torch.no_grad():
             y = self.module(torch.as_tensor(x).transpose(0, 1), state=self.state)
         self.state = self.module.last_state
         y = y.transpose(0, 1).cpu().numpy()  # (T, B, n_out)
-        return y[:, 0] if self.batch == 1 else y
+        return {"y": y[:, 0] if self.batch == 1 else y}
+
+
+register_implementation("elm", "numba")(NumbaELM)
+register_implementation("elm", "torch")(TorchELM)

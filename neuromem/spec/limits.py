@@ -25,7 +25,8 @@ class Limits:
     ----------
     max_state_bytes : int
         Bytes of per-neuron state, parameters and per-synapse arrays a network may need
-        (default 8 GiB).
+        (default 8 GiB); also bounds the uncompressed arrays of an ``arrays.npz`` that
+        :func:`~neuromem.spec.io.load` decompresses.
     max_ring_slots : int
         Slots of the spike-delivery delay rings: (longest delay + 1) times the neurons that
         receive through a delay (default 2**24).
@@ -33,12 +34,21 @@ class Limits:
         Characters of one equation, threshold, reset or rule statement (default 10,000).
     max_expression_depth : int
         Nesting depth of one parsed expression (default 100).
+    max_json_bytes : int
+        Size of a ``network.json`` that :func:`~neuromem.spec.io.load` reads and
+        :func:`~neuromem.spec.io.save` writes (default 64 MiB); a larger file is refused before
+        it is read. Parsing needs up to ~30x this in memory.
+    max_json_depth : int
+        Nesting depth of lists and objects in a ``network.json`` (default 100; saves need
+        about 5).
     """
 
     max_state_bytes: int = 8 * 2**30
     max_ring_slots: int = 2**24
     max_expression_length: int = 10_000
     max_expression_depth: int = 100
+    max_json_bytes: int = 64 * 2**20
+    max_json_depth: int = 100
 
 
 _current = Limits()

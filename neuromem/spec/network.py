@@ -16,7 +16,7 @@ from ..errors import SpecError
 from .limits import check_bytes, current
 from .models import NeuronModel, PlasticityRule
 from .names import check_name, element
-from .operators import ELMNode
+from .operators import OperatorNode, operator_order
 from .spins import GlauberSpins, OverlapProbe
 
 Scalar = float | int
@@ -350,9 +350,13 @@ class Population:
                     f"{where}: a spike stimulus needs a spike-source model, not {self.model.name!r}"
                 )
             if isinstance(self.stimulus, SpikeArray) and self.stimulus.neurons.size:
-                hi = int(self.stimulus.neurons.max())
-                if hi >= self.size or int(self.stimulus.neurons.min()) < 0:
-                    raise SpecError(f"{where}: spike array names neuron {hi}, size is {self.size}")
+                n = self.stimulus.neurons
+                bad = (n < 0) | (n >= self.size)
+                if bad.any():
+                    raise SpecError(
+                        f"{where}: spike array names neuron {int(n[bad][0])}, out of range for "
+                        f"size {self.size}"
+                    )
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,10 @@ class Projection:
     plasticity : PlasticityRule, optional
     plasticity_params : dict
         Values for the rule's parameters (scalars).
+    pre_port : str, optional
+        When ``pre`` is an operator node: its spike output port (default: its only one). The
+        operator's spikes of step ``t`` are emitted in step ``t + 1`` (operators run after
+        propagation; docs/architecture.md).
     """
 
     name: str
@@ -387,9 +395,12 @@ class Projection:
     port: str = "exc"
     plasticity: PlasticityRule | None = None
     plasticity_params: dict[str, float] = field(default_factory=dict)
+    pre_port: str | None = None
 
     def __post_init__(self) -> None:
         where = element("projection", self.name)
+        if self.pre_port is not None:
+            check_name(self.pre_port, where, "pre_port")
         check_name(self.name, element("projection", self.name), "name")
         check_name(self.pre, where, "pre population")
         check_name(self.post, where, "post population")
@@ -452,6 +463,30 @@ class Projection:
             raise SpecError(f"{where}: plasticity_params given without a plasticity rule")
 
 
+def _pre_size(pr: Projection, pops: dict[str, Population], ops: dict[str, OperatorNode]) -> int:
+    """Size of a projection's pre side: a population, or an operator's spike output port."""
+    if pr.pre in pops:
+        return pops[pr.pre].size
+    if pr.pre not in ops:
+        raise SpecError(
+            f"projection {pr.name!r}: undefined pre population {pr.pre!r} (nor an operator node)"
+        )
+    op = ops[pr.pre]
+    spiking = {p: port for p, port in op.output_ports().items() if port.kind == "spikes"}
+    port = (
+        pr.pre_port
+        if pr.pre_port is not None
+        else (next(iter(spiking)) if len(spiking) == 1 else None)
+    )
+    if port not in spiking:
+        raise SpecError(
+            f"projection {pr.name!r}: pre operator {pr.pre!r} has no spike output port "
+            f"{pr.pre_port!r} (spike outputs: {', '.join(spiking) or 'none'}; name one with "
+            "pre_port)"
+        )
+    return spiking[port].size
+
+
 @dataclass(frozen=True)
 class Network:
     """A whole network; validated on construction.
@@ -466,8 +501,9 @@ class Network:
     spins : sequence of GlauberSpins
         Spin nodes; one network step is one sweep of each (they do not interact with the
         spiking populations).
-    operators : sequence of ELMNode
-        Operator nodes reading the spikes of a population (no outgoing projections).
+    operators : sequence of OperatorNode
+        Operator nodes (``neuromem.spec.operators``): each reads the spikes of populations or
+        the outputs of other operators; a spike output may be the ``pre`` of a projection.
     """
 
     name: str
@@ -477,7 +513,7 @@ class Network:
     currents: tuple[CurrentInput, ...] = ()
     probes: tuple[SpikeProbe | StateProbe | OverlapProbe, ...] = ()
     spins: tuple[GlauberSpins, ...] = ()
-    operators: tuple[ELMNode, ...] = ()
+    operators: tuple[OperatorNode, ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name, element("network", self.name), "name")
@@ -495,23 +531,30 @@ class Network:
             if p.name in pops:
                 raise SpecError(f"network {self.name!r}: two populations named {p.name!r}")
             pops[p.name] = p
+        ops = self._check_operators(pops)
         names = set()
         for pr in self.projections:
             where = f"projection {pr.name!r}"
-            if pr.name in names or pr.name in pops:
+            if pr.name in names or pr.name in pops or pr.name in ops:
                 raise SpecError(f"network {self.name!r}: name {pr.name!r} used twice")
             names.add(pr.name)
+            sizes = {"pre": _pre_size(pr, pops, ops), "post": None}
+            if pr.post not in pops:
+                raise SpecError(f"{where}: undefined post population {pr.post!r}")
+            sizes["post"] = pops[pr.post].size
+            if pr.pre_port is not None and pr.pre in pops:
+                raise SpecError(f"{where}: pre_port is only for an operator node as pre")
             for side, pname, idx in (
                 ("pre", pr.pre, pr.pre_index),
                 ("post", pr.post, pr.post_index),
             ):
-                if pname not in pops:
-                    raise SpecError(f"{where}: undefined {side} population {pname!r}")
-                if idx.size and (idx.min() < 0 or idx.max() >= pops[pname].size):
-                    bad = int(idx.max() if idx.max() >= pops[pname].size else idx.min())
+                n = sizes[side]
+                if idx.size and (idx.min() < 0 or idx.max() >= n):
+                    bad = int(idx.max() if idx.max() >= n else idx.min())
                     raise SpecError(
-                        f"{where}: {side} index {bad} out of range for population "
-                        f"{pname!r} of size {pops[pname].size}"
+                        f"{where}: {side} index {bad} out of range for "
+                        f"{'population' if pname in pops else 'operator output'} "
+                        f"{pname!r} of size {n}"
                     )
             post_model = pops[pr.post].model
             if pr.port not in post_model.ports:
@@ -548,27 +591,20 @@ class Network:
         for sp in self.spins:
             if not isinstance(sp, GlauberSpins):
                 raise SpecError(f"network {self.name!r}: {sp!r} is not a GlauberSpins node")
-            if sp.name in spins or sp.name in pops or sp.name in names:
+            if sp.name in spins or sp.name in pops or sp.name in names or sp.name in ops:
                 raise SpecError(f"network {self.name!r}: name {sp.name!r} used twice")
             spins[sp.name] = sp
-        ops: dict[str, ELMNode] = {}
-        for op in self.operators:
-            if not isinstance(op, ELMNode):
-                raise SpecError(f"network {self.name!r}: {op!r} is not an operator node")
-            if op.name in ops or op.name in spins or op.name in pops or op.name in names:
-                raise SpecError(f"network {self.name!r}: name {op.name!r} used twice")
-            if op.input not in pops:
-                raise SpecError(f"ELM node {op.name!r}: undefined input population {op.input!r}")
-            if pops[op.input].size != op.params.num_input:
-                raise SpecError(
-                    f"ELM node {op.name!r}: size mismatch, input population {op.input!r} has "
-                    f"{pops[op.input].size} neurons, the ELM reads {op.params.num_input}"
-                )
-            ops[op.name] = op
         for pb in self.probes:
             if isinstance(pb, StateProbe) and pb.population in ops:
-                if pb.variable != "y":
-                    raise SpecError(f"state probe on ELM node {pb.population!r}: only 'y'")
+                op = ops[pb.population]
+                outs = op.output_ports()
+                if pb.variable not in outs:
+                    raise SpecError(
+                        f"state probe on {op.where}: {pb.variable!r} is not an output port "
+                        f"(outputs: {', '.join(outs)})"
+                    )
+                if pb.indices is not None:
+                    raise SpecError(f"state probe on {op.where}: indices are not supported")
                 continue
             if isinstance(pb, OverlapProbe):
                 if pb.spins not in spins:
@@ -594,10 +630,49 @@ class Network:
                         f"state probe on {pb.population!r}: {pb.variable!r} is not "
                         f"a state variable of {model.name!r}"
                     )
-                if pb.indices is not None and any(
-                    i < 0 or i >= pops[pb.population].size for i in pb.indices
-                ):
-                    raise SpecError(f"state probe on {pb.population!r}: index out of range")
+                size = pops[pb.population].size
+                bad = [i for i in pb.indices or () if i < 0 or i >= size]
+                if bad:
+                    raise SpecError(
+                        f"state probe on {pb.population!r}, variable {pb.variable!r}: index "
+                        f"{bad[0]} out of range for size {size}"
+                    )
+
+    def _check_operators(self, pops: dict[str, Population]) -> dict[str, OperatorNode]:
+        """Operator nodes: unique names, sources that exist with matching sizes, no cycle.
+        Returns them by name, in an order in which each runs after the operators it reads."""
+        ops: dict[str, OperatorNode] = {}
+        for op in self.operators:
+            if not isinstance(op, OperatorNode):
+                raise SpecError(f"network {self.name!r}: {op!r} is not an operator node")
+            if op.name in ops or op.name in pops:
+                raise SpecError(f"network {self.name!r}: name {op.name!r} used twice")
+            ops[op.name] = op
+        for op in ops.values():
+            ports = op.input_ports()
+            for port, (src, out_port) in op.sources().items():
+                if out_port is None and src in pops:
+                    size, what = pops[src].size, f"population {src!r}"
+                elif out_port is not None and src in ops:
+                    outs = ops[src].output_ports()
+                    if out_port not in outs:
+                        raise SpecError(
+                            f"{op.where}: input port {port!r} reads {src}.{out_port}, but "
+                            f"{ops[src].where} has no output port {out_port!r} "
+                            f"(outputs: {', '.join(outs)})"
+                        )
+                    size, what = outs[out_port].size, f"output {src}.{out_port}"
+                else:
+                    raise SpecError(
+                        f"{op.where}: input port {port!r} reads {op.inputs[port]!r}, which is "
+                        "not a population or operator output ('node.port') of this network"
+                    )
+                if size != ports[port].size:
+                    raise SpecError(
+                        f"{op.where}: size mismatch: input port {port!r} has "
+                        f"{ports[port].size} values, {what} has {size}"
+                    )
+        return {op.name: op for op in operator_order(list(ops.values()))}
 
     def _check_budgets(self, pops: dict[str, Population]) -> None:
         """Refuse a network whose delay rings or arrays exceed :mod:`neuromem.spec.limits`."""
