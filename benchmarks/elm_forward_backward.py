@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from neuromem.elm import ELMTorch, init_parameters  # noqa: E402
+from neuromem.models.elm.core import ELMTorch, init_parameters  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL = 2.0
@@ -101,7 +101,10 @@ def main(quick: bool = False) -> dict:
         "shape": {"batch": B, "T": T, "num_input": N, "d_m": 20, "hidden": 40, "synapses": 4500},
         "dtype": "float32",
         "threads": torch.get_num_threads(),
-        "ours": {"name": "neuromem.elm.ELMTorch (scan trace + unbind memory loop)", **ours},
+        "ours": {
+            "name": "neuromem.models.elm.core.ELMTorch (scan trace + unbind memory loop)",
+            **ours,
+        },
         "peer": {"name": "per-step torch loop, x[:, t] slicing (authors' structure)", **peer},
         "ratio_min": peer["s_min"] / ours["s_min"],
         "ratio_median": peer["s_median"] / ours["s_median"],

@@ -43,7 +43,8 @@ from torch import nn  # noqa: E402
 
 import neuromem  # noqa: E402
 from neuromem.datasets.synthetic import DelayedRecall  # noqa: E402
-from neuromem.elm import (  # noqa: E402
+from neuromem.errors import DataError  # noqa: E402
+from neuromem.models.elm.core import (  # noqa: E402
     AUTHORS_MODELS,
     ELMTorch,
     elm_forward_numba,
@@ -52,7 +53,6 @@ from neuromem.elm import (  # noqa: E402
     load_golden,
     parameter_count,
 )
-from neuromem.errors import DataError  # noqa: E402
 from neuromem.progress import progress_bar  # noqa: E402
 from neuromem.spec import (  # noqa: E402
     Discretization,

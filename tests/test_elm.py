@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuromem.elm import (
+from neuromem.errors import SpecError
+from neuromem.models.elm import ELMNeuron
+from neuromem.models.elm.core import (
     AUTHORS_MODELS,
     ELMParameters,
     ELMTorch,
@@ -19,8 +21,6 @@ from neuromem.elm import (
     load_golden,
     parameter_count,
 )
-from neuromem.errors import SpecError
-from neuromem.models.elm import ELMNeuron
 
 needs_data = pytest.mark.skipif(
     not os.environ.get("NEUROMEM_DATA"),

@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 
 import neuromem
-from neuromem.elm import elm_forward_numba, init_parameters, load_authors_model, load_golden
 from neuromem.errors import CapabilityError, SpecError
+from neuromem.models.elm import ELMNode
+from neuromem.models.elm.core import (
+    elm_forward_numba,
+    init_parameters,
+    load_authors_model,
+    load_golden,
+)
 from neuromem.spec import (
     Discretization,
-    ELMNode,
     Network,
     Population,
     SpikeArray,
@@ -79,7 +84,7 @@ def test_node_validation_and_capabilities():
         SpecError, match="input port 'spikes' reads 'nope', which is not a population"
     ):
         Network("x", Discretization(1.0), operators=(ELMNode("elm", p, "nope"),))
-    with pytest.raises(SpecError, match="params must be neuromem.elm.ELMParameters"):
+    with pytest.raises(SpecError, match="params must be neuromem.models.elm.ELMParameters"):
         ELMNode("elm", {"d_m": 3}, "inp")
     net = _net(p, raster)
     with pytest.raises(CapabilityError, match="'operator:elm' \\(supported by: numba, torch\\)"):

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from neuromem.elm import init_parameters
 from neuromem.errors import SpecError
 from neuromem.hardware import HardwareError, available_targets, compile, load_profile
 from neuromem.hardware.quantise import quantise_decay, quantise_weights, weight_exponent
 from neuromem.models.ca3_cam import build_network
-from neuromem.spec import Discretization, ELMNode, Network, Population, Projection
+from neuromem.models.elm import ELMNode
+from neuromem.models.elm.core import init_parameters
+from neuromem.spec import Discretization, Network, Population, Projection
 from neuromem.spec.library import if_curr_exp, spike_source, stdp_pair
 
 

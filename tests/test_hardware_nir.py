@@ -368,9 +368,9 @@ def test_refuses_plasticity_operators_and_non_nir_models():
 
 
 def test_refuses_elm_operator():
-    pytest.importorskip("torch", reason="ELM parameters live in neuromem.elm (torch)")
-    from neuromem.elm import init_parameters
-    from neuromem.spec import ELMNode
+    pytest.importorskip("torch", reason="ELM parameters live in neuromem.models.elm (torch)")
+    from neuromem.models.elm import ELMNode
+    from neuromem.models.elm.core import init_parameters
 
     params = init_parameters(
         num_input=N_IN, num_branch=2, num_synapse_per_branch=3, num_memory=2, seed=0

@@ -132,8 +132,8 @@ def test_every_name_field_refuses_hostile_names_on_construction(field, tmp_path)
 
 
 def test_elm_node_names_are_checked():
-    from neuromem.elm import init_parameters
-    from neuromem.spec import ELMNode
+    from neuromem.models.elm import ELMNode
+    from neuromem.models.elm.core import init_parameters
 
     params = init_parameters(num_input=3, num_branch=2, num_synapse_per_branch=2, num_memory=4)
     for field in ("name", "input"):

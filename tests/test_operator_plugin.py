@@ -266,3 +266,21 @@ def test_wiring_errors_name_the_operator():
             (Projection("p", "trig", "lif", [0], [0], 1.0, pre_port="trace"),),
             operators=(trig,),
         )
+
+
+def test_load_imports_only_neuromem_model_modules(tmp_path, monkeypatch):
+    """The module named in a file is imported only when it is one of neuromem's models."""
+    import importlib
+
+    net, _ = _net()
+    save(net, tmp_path / "toy")
+    doc = json.loads((tmp_path / "toy" / "network.json").read_text())
+    imported = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module", lambda m, *a: imported.append(m) or real(m))
+    for module in ("os", "antigravity", "neuromem.models..x", "neuromem.models.x; import os"):
+        doc["operators"][0].update(kind="never_registered", module=module)
+        (tmp_path / "toy" / "network.json").write_text(json.dumps(doc))
+        with pytest.raises(SpecError, match=r"operator kind 'never_registered' is not registered"):
+            load(tmp_path / "toy")
+    assert imported == []

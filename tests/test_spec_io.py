@@ -866,8 +866,8 @@ def spins_network() -> Network:
 
 
 def elm_network() -> Network:
-    from neuromem.elm import init_parameters
-    from neuromem.spec import ELMNode
+    from neuromem.models.elm import ELMNode
+    from neuromem.models.elm.core import init_parameters
 
     p = init_parameters(num_input=6, num_branch=2, num_synapse_per_branch=3, num_memory=2, seed=0)
     src = Population("inp", 6, spike_source())

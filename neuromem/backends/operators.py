@@ -15,16 +15,12 @@ causal operator) gives the same result for any split of a run into chunks (tests
 sizes 1 and T). On torch an implementation may be an ``nn.Module``: its parameters become
 parameters of the simulation. The capability registry (``neuromem.backends``) is derived from
 what is registered here, so no file of the library names a kind.
-
-(The ELM engines below move into the ELM model's folder with the plug-in protocol.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from ..errors import CapabilityError, SpecError
 
@@ -70,51 +66,3 @@ def implementation(kind: str, backend: str) -> Callable[..., Any]:
             f"(implemented by: {', '.join(have) or 'no backend'})"
         )
     return factory
-
-
-class NumbaELM:
-    """Float64 ELM inference on the CPU."""
-
-    def __init__(self, node, sim=None) -> None:
-        self.node = node
-        self.reset()
-
-    def reset(self) -> None:
-        p = self.node.params
-        self.state = (np.zeros((1, p.num_synapse)), np.zeros((1, p.d_m)))
-
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..elm import elm_forward_numba
-
-        spikes = inputs["spikes"]
-        return {"y": elm_forward_numba(self.node.params, spikes[None], self.state)[0]}
-
-
-class TorchELM:
-    """ELM on a torch device; a batch of B independent inputs when the simulation is batched."""
-
-    def __init__(self, node, sim) -> None:
-        from ..elm import ELMTorch
-
-        batch, device, dtype = sim.batch_size, sim.device, sim.dtype
-        self.node, self.batch = node, batch
-        self.module = ELMTorch(node.params, dtype=dtype, device=device)
-        self.reset()
-
-    def reset(self) -> None:
-        self.state = None
-
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        x = np.asarray(inputs["spikes"], dtype=np.float64)
-        x = x[:, None, :] if x.ndim == 2 else x  # (T, B, n)
-        with torch.no_grad():
-            y = self.module(torch.as_tensor(x).transpose(0, 1), state=self.state)
-        self.state = self.module.last_state
-        y = y.transpose(0, 1).cpu().numpy()  # (T, B, n_out)
-        return {"y": y[:, 0] if self.batch == 1 else y}
-
-
-register_implementation("elm", "numba")(NumbaELM)
-register_implementation("elm", "torch")(TorchELM)

@@ -15,7 +15,7 @@ from .network import (
     SpikeProbe,
     StateProbe,
 )
-from .operators import ELMNode
+from .operators import OperatorNode, Port, register_operator
 from .spins import (
     DenseCouplings,
     GlauberSpins,
@@ -29,7 +29,6 @@ from .spins import (
 )
 
 __all__ = [
-    "ELMNode",
     "DenseCouplings",
     "GlauberSpins",
     "LowRankCouplings",
@@ -43,6 +42,8 @@ __all__ = [
     "Discretization",
     "Network",
     "NeuronModel",
+    "OperatorNode",
+    "Port",
     "PlasticityRule",
     "PoissonSpikes",
     "Population",
@@ -59,6 +60,7 @@ __all__ = [
     "nir_cuba_lif",
     "nir_lif",
     "one_to_one",
+    "register_operator",
     "save",
     "spike_source",
     "stdp_pair",

@@ -51,13 +51,10 @@ from .names import check_name, element, name_problem
 #: Value kinds of a port.
 PORT_KINDS = ("spikes", "real")
 
-#: Kinds that ship with neuromem -> the module that registers each (imported on first use, so
-#: that loading a saved network of a shipped kind needs no import by hand). A kind of your own
-#: is registered by importing its module before ``load``.
-SHIPPED_KINDS: dict[str, str] = {
-    "elm": "neuromem.models.elm",
-    "hopfield": "neuromem.models.hopfield",
-}
+#: Operator kinds that ship with neuromem live in modules under this package; load imports
+#: such a module (named in the file) to register its kind. No other module named by a file is
+#: ever imported: a kind of your own is registered by importing its module before ``load``.
+SHIPPED_PACKAGE = "neuromem.models."
 
 _KINDS: dict[str, type[OperatorNode]] = {}
 
@@ -216,12 +213,16 @@ def register_operator(cls: type[OperatorNode]) -> type[OperatorNode]:
 
 
 def operator_class(kind: str, module: str | None = None) -> type[OperatorNode]:
-    """The class registered for ``kind``; a shipped kind is imported on first use.
+    """The class registered for ``kind``.
 
-    ``module`` is the module that registered the kind when the network was saved (shown in the
-    error; never imported, since it comes from the file)."""
-    if kind not in _KINDS and kind in SHIPPED_KINDS:
-        importlib.import_module(SHIPPED_KINDS[kind])
+    ``module`` is the module that registered the kind when the network was saved (it comes
+    from the file): it is imported only if it is a module of neuromem's own models
+    (:data:`SHIPPED_PACKAGE`), otherwise only named in the error."""
+    if kind not in _KINDS and _is_shipped(module):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SpecError(f"operator kind {kind!r}: cannot import {module!r} ({exc})") from None
     if kind not in _KINDS:
         hint = (
             f"; it was registered by module {module!r} when saved: import that module first"
@@ -230,9 +231,17 @@ def operator_class(kind: str, module: str | None = None) -> type[OperatorNode]:
         )
         raise SpecError(
             f"operator kind {kind!r} is not registered (registered: "
-            f"{', '.join(sorted(_KINDS)) or 'none'}; shipped: {', '.join(SHIPPED_KINDS)}){hint}"
+            f"{', '.join(sorted(_KINDS)) or 'none'}){hint}"
         )
     return _KINDS[kind]
+
+
+def _is_shipped(module: object) -> bool:
+    return (
+        isinstance(module, str)
+        and module.startswith(SHIPPED_PACKAGE)
+        and all(part.isidentifier() and part.isascii() for part in module.split("."))
+    )
 
 
 def operator_order(ops: list[OperatorNode]) -> list[OperatorNode]:
@@ -276,71 +285,3 @@ def is_json_scalar(v: Any) -> bool:
     if isinstance(v, dict):
         return all(isinstance(k, str) and is_json_scalar(x) for k, x in v.items())
     return False
-
-
-# ---- ELM node (moves into models/elm with the ELM plug-in)
-@register_operator
-@dataclass(frozen=True, init=False)
-class ELMNode(OperatorNode):
-    """ELM neurons driven by population ``input`` (its size must be ``params.num_input``);
-    output ``y`` (``params.num_output`` values per step).
-
-    Parameters
-    ----------
-    name : str
-    params : neuromem.elm.ELMParameters
-    input : str
-        Name of the population whose spikes are the ELM's input (a spike source or neurons).
-    """
-
-    kind = "elm"
-    params: Any = None
-
-    def __init__(
-        self,
-        name: str,
-        params: Any = None,
-        input: str | None = None,
-        *,
-        inputs: Mapping[str, str] | None = None,
-    ) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "params", params)
-        object.__setattr__(
-            self, "inputs", dict(inputs) if inputs is not None else {"spikes": input}
-        )
-        self.__post_init__()
-
-    def validate(self) -> None:
-        from ..elm import ELMParameters  # torch is imported only when an ELM is used
-
-        if not isinstance(self.params, ELMParameters):
-            raise SpecError(f"{self.where}: params must be neuromem.elm.ELMParameters")
-
-    @property
-    def input(self) -> str:
-        return self.inputs["spikes"]
-
-    @property
-    def outputs(self) -> int:
-        return self.params.num_output
-
-    def to_fields(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """The fields of ``params``: its arrays, and its scalars with ``meta``."""
-        scalars, arrays = {}, {}
-        for f in dataclasses.fields(self.params):
-            v = getattr(self.params, f.name)
-            (arrays if isinstance(v, np.ndarray) else scalars)[f.name] = v
-        return scalars, arrays
-
-    @classmethod
-    def from_fields(cls, name, inputs, scalars, arrays) -> ELMNode:
-        from ..elm import ELMParameters
-
-        return cls(name, ELMParameters(**scalars, **arrays), inputs=inputs)
-
-    def input_ports(self) -> dict[str, Port]:
-        return {"spikes": Port(self.params.num_input, "spikes")}
-
-    def output_ports(self) -> dict[str, Port]:
-        return {"y": Port(self.params.num_output)}

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import verified_path
-from .errors import SpecError
+from neuromem.data import verified_path
+from neuromem.errors import SpecError
 
 AUTHORS_MODELS = ("num_memory_1", "num_memory_20")
 ACTIVATIONS = ("relu", "silu")

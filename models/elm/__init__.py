@@ -1,14 +1,14 @@
 """Expressive Leaky Memory neuron (Spieler et al., ICLR 2024): thin model API.
 
 Equations, conventions and measured agreement: docs/models/elm.md; the implementations live in
-:mod:`neuromem.elm` (torch: :class:`~neuromem.elm.ELMTorch`, numba:
-:func:`~neuromem.elm.elm_forward_numba`).
+:mod:`neuromem.models.elm.core` (torch: :class:`~neuromem.models.elm.core.ELMTorch`, numba:
+:func:`~neuromem.models.elm.core.elm_forward_numba`).
 
     >>> neuron = ELMNeuron.from_authors("num_memory_20")      # needs NEUROMEM_DATA
     >>> y = neuron(spikes)                                    # (B, T, 1278) -> (B, T, 2)
     >>> neuron.parameter_count()                              # 8002
 
-In a network, the same neuron is an operator node of the spec: ``neuromem.spec.ELMNode(name,
+In a network, the same neuron is an operator node of the spec: ``neuromem.models.elm.ELMNode(name,
 params, input=<population>)``, compiled to numba or torch and read with ``StateProbe(name, "y")``
 (tests/test_elm_node.py); such networks save and load like any other.
 """
@@ -20,7 +20,7 @@ import os
 import numpy as np
 import torch
 
-from neuromem.elm import (
+from .core import (
     AUTHORS_MODELS,
     ELMParameters,
     ELMTorch,
@@ -30,8 +30,17 @@ from neuromem.elm import (
     load_golden,
     parameter_count,
 )
+from .node import ELMNode  # registers the "elm" operator kind
 
-__all__ = ["AUTHORS_MODELS", "ELMNeuron", "init_parameters", "load_golden"]
+__all__ = [
+    "AUTHORS_MODELS",
+    "ELMNeuron",
+    "ELMNode",
+    "ELMParameters",
+    "init_parameters",
+    "load_authors_model",
+    "load_golden",
+]
 
 
 class ELMNeuron:
@@ -65,7 +74,7 @@ class ELMNeuron:
 
     @classmethod
     def fresh(cls, *, seed: int = 0, backend: str = "torch", **kwargs) -> ELMNeuron:
-        """A fresh seeded model; ``kwargs`` go to :func:`neuromem.elm.init_parameters`."""
+        """A fresh seeded model; ``kwargs`` go to :func:`.core.init_parameters`."""
         opts = {k: kwargs.pop(k) for k in ("dtype", "device") if k in kwargs}
         return cls(init_parameters(seed=seed, **kwargs), backend=backend, **opts)
 
