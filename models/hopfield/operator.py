@@ -14,8 +14,9 @@ Reference semantics of step ``t`` (``a = exp(-dt / tau)``, or ``a = 0`` for ``ta
     retrieved_t = x
 
 Every step's retrieval depends only on ``r_t``, and ``r`` is a linear scan, so a whole run chunk
-is evaluated at once (a batch of ``T`` probes through the batched kernels), which equals the
-step-by-step definition. numba runs float64 inference; torch is differentiable (the stored
+is evaluated in one call; the probes of its steps go one by one through the single-probe
+kernels, so the result is bit-identical for any chunking (a batched product would round
+differently for different chunk lengths). numba runs float64 inference; torch is differentiable (the stored
 patterns are trainable) on CPU or CUDA.
 """
 
@@ -137,10 +138,12 @@ class HopfieldNumba:
         q = r - r.mean(axis=-1, keepdims=True) if self.node.center else r
         flat = np.ascontiguousarray(q.reshape(-1, q.shape[-1]))
         n = self.node
+        # one probe at a time through the single-probe kernels: a batched product would round
+        # differently for different chunk lengths, and a run must not depend on its chunking
         if n.mode == "modern":
-            x = self.memory.modern(flat, n.beta, n.steps)
+            x = [self.memory.modern(row, n.beta, n.steps) for row in flat]
         else:
-            x = self.memory.classical(flat, n.steps, tie=n.tie)
+            x = [self.memory.classical(row, n.steps, tie=n.tie) for row in flat]
         return {"retrieved": np.asarray(x).reshape(q.shape)}
 
 
@@ -173,8 +176,11 @@ def _torch_module():
             self.r = r.detach()
             q = torch.stack(rows)
             q = q - q.mean(dim=-1, keepdim=True) if self.node.center else q
+            # step by step (see HopfieldNumba.run: results must not depend on the chunking)
+            return {"retrieved": torch.stack([self._retrieve(row) for row in q])}
+
+        def _retrieve(self, x):
             X, n = self.patterns, self.node
-            x = q
             for _ in range(n.steps):
                 if n.mode == "modern":
                     x = torch.softmax(n.beta * (x @ X.T), dim=-1) @ X
@@ -183,7 +189,7 @@ def _torch_module():
                     h = (x @ X.T) @ X - d * x  # N times the field: the sign is the same
                     up = torch.ones_like(x) if n.tie == "up" else torch.where(x < 0, -1.0, 1.0)
                     x = torch.where(h > 0, 1.0, torch.where(h < 0, -1.0, up)).to(x)
-            return {"retrieved": x}
+            return x
 
         def run(self, inputs: dict) -> dict:
             return self(inputs)
