@@ -110,3 +110,26 @@ def test_save_load_bit_exact(tmp_path):
 def test_patterns_are_torch_parameters_of_the_simulation():
     sim = neuromem.compile(_net(_patterns(), beta=0.5), backend="torch")
     assert any(n.endswith("patterns") for n, _ in sim.named_parameters())
+
+
+def test_forward_trains_spiking_weights_and_memory_end_to_end():
+    """One loss on the memory's output reaches both the stored patterns and, through the
+    relay's surrogate gradients, the weights of the spiking projection."""
+    import torch
+
+    X = _patterns()
+    sim = neuromem.compile(_net(X, beta=0.5), backend="torch", trainable=True)
+    cue = torch.as_tensor(_cue(X)[:60], dtype=torch.float64)
+    out = sim.forward({"cue": cue})
+    assert out["memory.retrieved"].shape == (60, 1, N)
+    ref = neuromem.compile(_net(X, beta=0.5), backend="torch").run(60, {"cue": _cue(X)[:60]})
+    np.testing.assert_allclose(
+        out["memory.retrieved"][:, 0].detach().numpy(), ref.state["memory.retrieved"], atol=1e-9
+    )
+    (out["memory.retrieved"] * torch.as_tensor(X[0])).sum().backward()
+    grads = {n: p.grad for n, p in sim.named_parameters()}
+    assert any(
+        n.endswith("patterns") and g is not None and g.abs().sum() > 0 for n, g in grads.items()
+    )
+    weight_grads = [g for n, g in grads.items() if not n.endswith("patterns") and g is not None]
+    assert weight_grads and any(g.abs().sum() > 0 for g in weight_grads), list(grads)

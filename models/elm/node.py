@@ -120,7 +120,8 @@ class TorchELM(nn.Module):
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        x = torch.as_tensor(np.asarray(inputs["spikes"], dtype=np.float64))
+        x = inputs["spikes"]
+        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, np.float64))
         x = x[:, None, :] if x.dim() == 2 else x  # (T, B, n)
         y = self.module(x.transpose(0, 1), state=self.state)
         self.state = self.module.last_state

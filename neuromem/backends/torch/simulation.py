@@ -432,7 +432,9 @@ class TorchSimulation(
         Returns
         -------
         dict[str, torch.Tensor]
-            Probed population -> float spikes (T, B, n), part of the autograd graph.
+            Probed population -> float spikes (T, B, n), and ``"node.port"`` -> the outputs of
+            every operator node, all part of the autograd graph (operator parameters train
+            with the rest: they are parameters of this module).
 
         Notes
         -----
@@ -481,8 +483,24 @@ class TorchSimulation(
                 continue  # no stimulus spikes in this chunk: the given input as it is
             stim = self._tensor(raster).unsqueeze(1).expand(steps, B, raster.shape[1])
             src[name] = torch.maximum(src[name], stim) if name in src else stim
+        ops = self._operators
+        if ops and self._operators_step_locked():
+            raise CapabilityError(
+                "forward: an operator output drives the network and reads it; that runs step "
+                "by step in run(), not in forward()"
+            )
+        outputs = self._forward_operators(src, ahead=True) if ops else {}
+        for vname, (op, port) in self.program.operator_sources.items():
+            carry = self._tensor(self._operator_carry.get(vname, np.zeros(src[vname].shape[-1])))
+            y = outputs[(op, port)].to(self.dtype)
+            y = y.unsqueeze(1).expand(steps, B, y.shape[-1]) if y.dim() == 2 else y
+            src[vname] = torch.cat([carry.expand(1, B, -1), y[:-1]]) if steps else y
+            if steps:
+                self._operator_carry[vname] = y[-1, 0].detach().cpu().numpy().astype(bool)
         grad = torch.is_grad_enabled() and (
-            self.trainable or any(v.requires_grad for v in (*src.values(), *cur.values()))
+            self.trainable
+            or any(v.requires_grad for v in (*src.values(), *cur.values()))
+            or any(p.requires_grad for p in self.operator_modules.parameters())
         )
         probed = _recorded(self.program)
         if steps:
@@ -492,6 +510,23 @@ class TorchSimulation(
                 n: torch.zeros(0, B, self.program.populations[n].size, dtype=self.dtype)
                 for n in probed
             }
+        if ops:
+            outputs = self._forward_operators({**src, **out}, outputs=outputs)
+            out.update({f"{n}.{p}": y for (n, p), y in outputs.items()})
         self.t += steps
         self._detach_state()
         return out
+
+    def _forward_operators(self, spikes, ahead=False, outputs=None) -> dict:
+        """The ahead (or the other) operators on tensors, in the autograd graph."""
+        outputs = dict(outputs or {})
+        for name, engine in self._operators.items():
+            if (name in self._ahead) != ahead:
+                continue
+            op = self.program.operators[name]
+            inputs = {
+                port: spikes[src] if out is None else outputs[(src, out)]
+                for port, (src, out) in op.sources().items()
+            }
+            outputs.update({(name, p): y for p, y in engine.run(inputs).items()})
+        return outputs
