@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import neuromem
-import neuromem.backends.torch as torch_backend
+import neuromem.backends.torch.fused as torch_fused
 from neuromem.spec import (
     Discretization,
     Network,
@@ -73,7 +73,7 @@ def test_time_blocks_and_work_buffers_keep_the_bits(monkeypatch, dtype):
     runs = {}
     for steps in (T, 1, 7):  # steps per time block: one block, one step, blocks with a tail
         per_step = B * sizes[1] * dtype.itemsize
-        monkeypatch.setattr(torch_backend, "_BLOCK_BYTES", steps * per_step)
+        monkeypatch.setattr(torch_fused, "_BLOCK_BYTES", steps * per_step)
         for splits in ((T,), (25, 35)):
             # twice: the second run takes its buffers from the first one's
             first, second = _train(sim, x, splits), _train(sim, x, splits)
