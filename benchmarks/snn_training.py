@@ -537,8 +537,9 @@ def main(repeats: int = 7, quick: bool = False) -> dict:
         },
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "snn_training.json").write_text(json.dumps(res, indent=1))
-    _figure(rows, RESULTS / "snn_training.png")
+    name = "snn_training_quick" if quick else "snn_training"  # a quick pass keeps the results
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1))
+    _figure(rows, RESULTS / f"{name}.png")
     print(json.dumps(res["goals"], indent=1))
     return res
 
