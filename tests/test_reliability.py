@@ -291,3 +291,15 @@ def test_edited_cache_file_is_discarded_and_never_executed(tmp_path):
     assert second.stderr.count("does not match its content hash") == len(files)
     assert not marker.exists()
     assert all("PWNED" not in f.read_text() for f in files)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_finite_plastic_weight_raises_simulation_error(backend):
+    from neuromem.spec import PlasticityRule
+
+    grow = PlasticityRule("grow", params={"g": ("1", 1e200)}, on_pre="w = w * g")
+    sim = neuromem.compile(_net(plasticity=grow, delay=5), backend=backend)  # not delivered yet
+    with pytest.raises(
+        SimulationError, match=r"projection 'src_exc': weight \d+ \(spec order\) is inf"
+    ):
+        sim.run(4, {"src": np.ones((4, 10), bool)})  # two pre spikes: 1e200 * 1e200

@@ -766,6 +766,24 @@ class NumbaSimulation(Simulation):
         }
         return out, state, events
 
+    def _nonfinite(self) -> tuple[str, str, int, float] | None:
+        """The base check without copies: the group state arrays in place, and the weights of
+        plastic projections only (the others are the spec's finite weights, never changed)."""
+        for g in self._groups:
+            for p in g.populations:
+                off = g.offsets[p.name]
+                for v in p.state:
+                    a = self._arrays[f"{g.name}__{v}"][off : off + p.size]
+                    if not np.isfinite(a).all():
+                        i = int(np.argmax(~np.isfinite(a)))
+                        return p.name, v, i, float(a[i])
+        for q in self.program.projections.values():
+            w = self._arrays[f"Q_{q.name}__w"]
+            if q.plasticity is not None and not np.isfinite(w).all():
+                k = int(np.argmax(~np.isfinite(w)))
+                return "weights", q.name, int(np.nonzero(q.order == k)[0][0]), float(w[k])
+        return None
+
     @property
     def state(self) -> dict[str, dict[str, np.ndarray]]:
         out: dict[str, dict[str, np.ndarray]] = {}

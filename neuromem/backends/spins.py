@@ -158,7 +158,8 @@ class TorchSpins:
         self.device, self.dtype = device, dtype
 
         def t(x):
-            return None if x is None else torch.as_tensor(x, dtype=dtype, device=device)
+            # a copy: the spec's arrays are read-only, which torch cannot wrap without a warning
+            return None if x is None else torch.tensor(np.asarray(x), dtype=dtype, device=device)
 
         self.UT, self.coef, self.self_coef, self.J = (
             t(prog.UT),
