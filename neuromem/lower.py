@@ -327,6 +327,8 @@ class Program:
     # spike-source populations the lowering adds for operator outputs that drive projections:
     # name -> (operator, output port); their spikes in step t are the output of step t - 1
     operator_sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # (population, input variable) -> the real operator outputs that drive it, one step late
+    operator_currents: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
     phases: tuple[str, ...] = field(default=PHASES)
     # populations with an events spike probe: recorded as (step, neuron) lists, not rasters
     event_probes: tuple[str, ...] = ()
@@ -678,6 +680,15 @@ def _operator_source(name: str, size: int, disc: Discretization) -> PopulationPr
     )
 
 
+def _operator_currents(ops: dict) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    out: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name, op in ops.items():
+        for port, target in op.drives.items():
+            pop, var = target.split(".", 1)
+            out.setdefault((pop, var), []).append((name, port))
+    return out
+
+
 def lower(net: Network) -> Program:
     """Lower a validated network to a :class:`Program`."""
     disc = net.discretization
@@ -742,6 +753,7 @@ def lower(net: Network) -> Program:
         spins=spins,
         operators=ops,
         operator_sources=driven,
+        operator_currents=_operator_currents(ops),
         event_probes=tuple(
             dict.fromkeys(
                 pb.population

@@ -50,8 +50,10 @@ class ELMNode(OperatorNode):
         input: str | None = None,
         *,
         inputs: Mapping[str, str] | None = None,
+        drives: Mapping[str, str] | None = None,
     ) -> None:
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "drives", dict(drives or {}))
         object.__setattr__(self, "params", params)
         object.__setattr__(
             self, "inputs", dict(inputs) if inputs is not None else {"spikes": input}
@@ -82,8 +84,8 @@ class ELMNode(OperatorNode):
         return scalars, arrays
 
     @classmethod
-    def from_fields(cls, name, inputs, scalars, arrays) -> ELMNode:
-        return cls(name, ELMParameters(**scalars, **arrays), inputs=inputs)
+    def from_fields(cls, name, inputs, scalars, arrays, drives=None) -> ELMNode:
+        return cls(name, ELMParameters(**scalars, **arrays), inputs=inputs, drives=drives)
 
 
 @register_implementation("elm", "numba")

@@ -16,8 +16,8 @@ Reference semantics of step ``t`` (``a = exp(-dt / tau)``, or ``a = 0`` for ``ta
 Every step's retrieval depends only on ``r_t``, and ``r`` is a linear scan, so a whole run chunk
 is evaluated in one call; the probes of its steps go one by one through the single-probe
 kernels, so the result is bit-identical for any chunking (a batched product would round
-differently for different chunk lengths). numba runs float64 inference; torch is differentiable (the stored
-patterns are trainable) on CPU or CUDA.
+differently for different chunk lengths). numba runs float64 inference; torch is
+differentiable (the stored patterns are trainable) on CPU or CUDA.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def required_features(net: Network, **options: Any) -> set[str]:
         feats.add("plasticity")
     if net.projections:
         feats.add("delays")
-    if net.currents:
+    if net.currents or any(op.drives for op in net.operators):
         feats.add("current_input")
     if any(isinstance(pb, StateProbe) for pb in net.probes):
         feats.add("probe:state")

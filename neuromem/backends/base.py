@@ -272,7 +272,7 @@ class Simulation:
 
     def _operators_step_locked(self) -> bool:
         """An output that drives the network comes from an operator that reads the network."""
-        return any(op not in self._ahead for op, _ in self.program.operator_sources.values())
+        return any(op not in self._ahead for op, _ in self._operator_feeds())
 
     def _operator_context(self):
         """Context for operator engines in ``run`` (torch: no autograd graph)."""
@@ -303,30 +303,50 @@ class Simulation:
                     outputs[(name, port)] = _host(result[port])
         return outputs
 
-    def _feed_operator_sources(self, sources, outputs) -> None:
-        """Spikes of the virtual sources: in step t an operator's output of step t - 1.
+    def _operator_feeds(self) -> list[tuple[str, str]]:
+        """The (operator, port) outputs that drive the network: spike outputs that are the pre
+        of a projection, real outputs that drive population inputs."""
+        prog = self.program
+        feeds = list(prog.operator_sources.values())
+        feeds += [f for fs in prog.operator_currents.values() for f in fs]
+        return list(dict.fromkeys(feeds))
 
-        With ``sources`` (before the spiking part): fill each virtual source's raster for this
-        chunk from the carried last output and the ahead operators' outputs. With None (after
-        it): carry the last output of this chunk to the next."""
+    def _delayed(self, op: str, port: str, n: int, size: int, outputs) -> np.ndarray:
+        """(n, size) values of an operator output one step late: in step t its output of step
+        t - 1 (zero before the first step). Without this chunk's output (a step-locked run,
+        n == 1) the carried output of the previous step."""
+        carry = self._operator_carry.get((op, port))
+        carry = np.zeros(size) if carry is None else carry
+        if carry.ndim != 1:
+            raise CapabilityError(
+                f"{self.backend}: operator {op!r} reads a batched network and drives it; "
+                "its output cannot be one input for every batch element (batch_size=1)"
+            )
+        out = outputs.get((op, port))
+        if out is None:
+            return np.broadcast_to(carry, (n, size)).copy()
+        return np.concatenate([carry[None], np.asarray(out[: n - 1]).reshape(n - 1, size)])
+
+    def _feed_operators(self, n: int, sources, currents, outputs) -> None:
+        """Before the spiking part: the virtual sources' spikes and the operator-driven input
+        currents of this chunk."""
+        if not n:
+            return
         for vname, (op, port) in self.program.operator_sources.items():
-            out = outputs.get((op, port))
-            if sources is None:
-                if out is not None and out.shape[0]:
-                    self._operator_carry[vname] = _spike_values(out[-1], op, port)
-                continue
-            n, size = sources[vname].shape
-            carry = self._operator_carry.get(vname, np.zeros(size, dtype=bool))
-            if carry.ndim != 1:
-                raise CapabilityError(
-                    f"{self.backend}: operator {op!r} reads a batched network and drives it; "
-                    "its output cannot be one input for every batch element (batch_size=1)"
-                )
-            if out is None:  # step-locked: n == 1, the output of the previous step
-                sources[vname] = np.broadcast_to(carry, (n, size)).copy()
-            elif n:
-                head = _spike_values(out[: n - 1], op, port)
-                sources[vname] = np.concatenate([carry[None], head.reshape(n - 1, size)])
+            size = sources[vname].shape[1]
+            sources[vname] = _spike_values(self._delayed(op, port, n, size, outputs), op, port)
+        for (pop, var), feeds in self.program.operator_currents.items():
+            size = self.program.populations[pop].size
+            for op, port in feeds:
+                add = self._delayed(op, port, n, size, outputs).astype(np.float64)
+                currents[(pop, var)] = currents[(pop, var)] + add if (pop, var) in currents else add
+
+    def _carry_operators(self, outputs) -> None:
+        """After the chunk: keep each feeding output's last step for the next chunk."""
+        for key in self._operator_feeds():
+            out = outputs.get(key)
+            if out is not None and len(out):
+                self._operator_carry[key] = np.asarray(out[-1], dtype=np.float64)
 
     def _operator_probes(self, outputs, t0: int) -> dict[str, np.ndarray]:
         """Recorded operator outputs (``StateProbe(node, port)``), checked to be finite."""
@@ -375,14 +395,14 @@ class Simulation:
                     k: (v[done : done + n] if v.ndim >= 2 or "." not in k else v)
                     for k, v in inputs.items()
                 }
-                sources = self._spike_inputs(n, sub)
+                sources, currents = self._spike_inputs(n, sub), self._current_inputs(n, sub)
                 outputs = self._run_operators(n, sources, ahead=True)
-                self._feed_operator_sources(sources, outputs)
-                spikes, state, *ev = self._run(n, sources, self._current_inputs(n, sub))
+                self._feed_operators(n, sources, currents, outputs)
+                spikes, state, *ev = self._run(n, sources, currents)
                 for node in self._spin_nodes:
                     state.update(node.run(n, self.t))
                 outputs.update(self._run_operators(n, {**sources, **spikes}, outputs=outputs))
-                self._feed_operator_sources(None, outputs)
+                self._carry_operators(outputs)
                 state.update(self._operator_probes(outputs, t0))
                 self.t += n
                 result.append(spikes, state, ev[0] if ev else {}, n)

@@ -672,6 +672,19 @@ class Network:
                         f"{op.where}: size mismatch: input port {port!r} has "
                         f"{ports[port].size} values, {what} has {size}"
                     )
+            outs = op.output_ports()
+            for port, target in op.drives.items():
+                pop, var = target.split(".", 1)
+                if pop not in pops or var not in pops[pop].model.inputs:
+                    raise SpecError(
+                        f"{op.where}: drives {target!r}, which is not an input variable of a "
+                        "population of this network"
+                    )
+                if outs[port].size != pops[pop].size:
+                    raise SpecError(
+                        f"{op.where}: size mismatch: output {port!r} has {outs[port].size} "
+                        f"values, population {pop!r} has {pops[pop].size}"
+                    )
         return {op.name: op for op in operator_order(list(ops.values()))}
 
     def _check_budgets(self, pops: dict[str, Population]) -> None:

@@ -86,6 +86,10 @@ class OperatorNode:
     inputs : dict[str, str]
         Input port -> source: a population name (its spikes) or ``"node.port"`` (an output of
         another operator node).
+    drives : dict[str, str]
+        Real output port -> ``"population.input"``: the output is added to that input variable
+        of the population (e.g. a current, nA), as a ``CurrentInput`` is, one step later (the
+        operator's output of step ``t`` drives step ``t + 1``).
     """
 
     kind: ClassVar[str] = ""
@@ -94,6 +98,7 @@ class OperatorNode:
 
     name: str
     inputs: Mapping[str, str] = field(default_factory=dict)
+    drives: Mapping[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ declared by a kind
     def input_ports(self) -> dict[str, Port]:
@@ -127,6 +132,19 @@ class OperatorNode:
             check_name(port, self.where, "input port")
             _check_source(source, self.where, port)
         object.__setattr__(self, "inputs", inputs)
+        if not isinstance(self.drives, Mapping):
+            raise SpecError(f"{self.where}: drives must be a mapping of port -> 'population.input'")
+        drives = dict(self.drives)
+        for port, target in drives.items():
+            check_name(port, self.where, "driving port")
+            pop, dot, var = target.partition(".") if isinstance(target, str) else ("", "", "")
+            if not dot:
+                raise SpecError(
+                    f"{self.where}: drives[{port!r}] must be 'population.input', got {target!r}"
+                )
+            check_name(pop, self.where, f"population driven by port {port!r}")
+            check_name(var, self.where, f"input variable driven by port {port!r}")
+        object.__setattr__(self, "drives", drives)
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, np.ndarray):
@@ -140,6 +158,9 @@ class OperatorNode:
                 check_name(p, self.where, what)
                 if not isinstance(port, Port):
                     raise SpecError(f"{self.where}: {what} {p!r} must be a Port")
+        for port in drives:
+            if port not in outs or outs[port].kind != "real":
+                raise SpecError(f"{self.where}: drives names {port!r}, which is not a real output")
         missing = sorted(set(ins) - set(inputs))
         extra = sorted(set(inputs) - set(ins))
         if missing or extra:
@@ -160,7 +181,7 @@ class OperatorNode:
         """(JSON scalars, arrays) of the kind's own fields, for save."""
         scalars, arrays = {}, {}
         for f in dataclasses.fields(self):
-            if f.name in ("name", "inputs"):
+            if f.name in ("name", "inputs", "drives"):
                 continue
             v = getattr(self, f.name)
             if isinstance(v, np.ndarray):
@@ -171,16 +192,21 @@ class OperatorNode:
 
     @classmethod
     def from_fields(
-        cls, name: str, inputs: dict[str, str], scalars: dict[str, Any], arrays: dict[str, Any]
+        cls,
+        name: str,
+        inputs: dict[str, str],
+        scalars: dict[str, Any],
+        arrays: dict[str, Any],
+        drives: dict[str, str] | None = None,
     ) -> OperatorNode:
         """The node from what :meth:`to_fields` gave (used by load)."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"name", "inputs"}
+        known = {f.name for f in dataclasses.fields(cls)} - {"name", "inputs", "drives"}
         unknown = sorted((set(scalars) | set(arrays)) - known)
         if unknown:
             raise SpecError(
                 f"{element('operator', name)} (kind {cls.kind!r}): unknown field(s) {unknown}"
             )
-        return cls(name, inputs, **scalars, **arrays)
+        return cls(name, inputs, drives or {}, **scalars, **arrays)
 
 
 def _check_source(source: Any, where: str, port: str) -> None:

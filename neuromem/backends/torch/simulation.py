@@ -491,12 +491,11 @@ class TorchSimulation(
             )
         outputs = self._forward_operators(src, ahead=True) if ops else {}
         for vname, (op, port) in self.program.operator_sources.items():
-            carry = self._tensor(self._operator_carry.get(vname, np.zeros(src[vname].shape[-1])))
-            y = outputs[(op, port)].to(self.dtype)
-            y = y.unsqueeze(1).expand(steps, B, y.shape[-1]) if y.dim() == 2 else y
-            src[vname] = torch.cat([carry.expand(1, B, -1), y[:-1]]) if steps else y
-            if steps:
-                self._operator_carry[vname] = y[-1, 0].detach().cpu().numpy().astype(bool)
+            src[vname] = self._forward_delayed(op, port, steps, outputs)
+        for (pop, var), feeds in self.program.operator_currents.items():
+            for op, port in feeds:
+                y, key = self._forward_delayed(op, port, steps, outputs), f"{pop}.{var}"
+                cur[key] = cur[key] + y if key in cur else y
         grad = torch.is_grad_enabled() and (
             self.trainable
             or any(v.requires_grad for v in (*src.values(), *cur.values()))
@@ -513,9 +512,23 @@ class TorchSimulation(
         if ops:
             outputs = self._forward_operators({**src, **out}, outputs=outputs)
             out.update({f"{n}.{p}": y for (n, p), y in outputs.items()})
+            for key in self._operator_feeds():
+                if steps:
+                    last = outputs[key][-1]
+                    last = last[0] if last.dim() == 2 else last  # ahead: one for every batch
+                    self._operator_carry[key] = last.detach().cpu().numpy().astype(np.float64)
         self.t += steps
         self._detach_state()
         return out
+
+    def _forward_delayed(self, op: str, port: str, steps: int, outputs) -> torch.Tensor:
+        """An ahead operator's output one step late, (T, B, n), in the autograd graph."""
+        B = self.batch_size
+        y = outputs[(op, port)].to(self.dtype)
+        y = y.unsqueeze(1).expand(steps, B, y.shape[-1]) if y.dim() == 2 else y
+        carry = self._operator_carry.get((op, port))
+        c = self._tensor(np.zeros(y.shape[-1]) if carry is None else carry).expand(1, B, -1)
+        return torch.cat([c, y[:-1]]) if steps else y
 
     def _forward_operators(self, spikes, ahead=False, outputs=None) -> dict:
         """The ahead (or the other) operators on tensors, in the autograd graph."""

@@ -91,6 +91,7 @@ def _operator_to_dict(op: OperatorNode, arrays: _Arrays) -> dict[str, Any]:
         "module": type(op).__module__,
         "name": op.name,
         "inputs": dict(op.inputs),
+        "drives": dict(op.drives),
         "scalars": scalars,
         "arrays": {f: arrays.put(f"{k}.{f}", a) for f, a in fields.items()},
     }
@@ -474,11 +475,12 @@ def _build(doc: Any, arr: ArrayGetter) -> Network:
         w = item_path("operators", i, op)
         op = check_object(op, w, schema.OPERATOR)
         inputs = check_entries(op["inputs"], key_path(w, "inputs"), "str")
+        drives = check_entries(op["drives"], key_path(w, "drives"), "str")
         aw = key_path(w, "arrays")
         fields = {f: arr(key, key_path(aw, f)) for f, key in op["arrays"].items()}
         with located(w):
             cls = operator_class(op["kind"], op["module"])
-            operators.append(cls.from_fields(op["name"], inputs, op["scalars"], fields))
+            operators.append(cls.from_fields(op["name"], inputs, op["scalars"], fields, drives))
 
     with located(""):
         return Network(

@@ -282,6 +282,7 @@ OPERATOR = {
     "module": "str",
     "name": "str",
     "inputs": "object",
+    "drives": "object",
     "scalars": "object",
     "arrays": "object",
 }
