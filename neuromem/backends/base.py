@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,16 +277,18 @@ class Simulation:
 
     def _operator_context(self):
         """Context for operator engines in ``run`` (torch: no autograd graph)."""
-        import contextlib
-
         return contextlib.nullcontext()
 
     def _run_operators(
-        self, n: int, spikes: dict[str, np.ndarray], ahead: bool = False, outputs=None
-    ) -> dict[tuple[str, str], np.ndarray]:
-        """Run the ahead (or the remaining) operators over ``n`` steps; (node, port) -> values."""
+        self, spikes: dict, ahead: bool = False, outputs=None, in_graph: bool = False
+    ) -> dict[tuple[str, str], Any]:
+        """Run the ahead (or the remaining) operators on ``spikes`` (population -> values of
+        the chunk's steps); returns ``outputs`` updated, (node, port) -> values. ``in_graph``
+        (torch ``forward``): keep the engines' tensors and their autograd graph; otherwise
+        outputs are host arrays."""
         outputs = dict(outputs or {})
-        with self._operator_context():
+        context = contextlib.nullcontext() if in_graph else self._operator_context()
+        with context:
             for name, engine in self._operators.items():
                 if (name in self._ahead) != ahead:
                     continue
@@ -300,7 +303,7 @@ class Simulation:
                         raise SimulationError(
                             f"{op.where}: the {self.backend} implementation gave no output {port!r}"
                         )
-                    outputs[(name, port)] = _host(result[port])
+                    outputs[(name, port)] = result[port] if in_graph else _host(result[port])
         return outputs
 
     def _operator_feeds(self) -> list[tuple[str, str]]:
@@ -396,12 +399,12 @@ class Simulation:
                     for k, v in inputs.items()
                 }
                 sources, currents = self._spike_inputs(n, sub), self._current_inputs(n, sub)
-                outputs = self._run_operators(n, sources, ahead=True)
+                outputs = self._run_operators(sources, ahead=True)
                 self._feed_operators(n, sources, currents, outputs)
                 spikes, state, *ev = self._run(n, sources, currents)
                 for node in self._spin_nodes:
                     state.update(node.run(n, self.t))
-                outputs.update(self._run_operators(n, {**sources, **spikes}, outputs=outputs))
+                outputs = self._run_operators({**sources, **spikes}, outputs=outputs)
                 self._carry_operators(outputs)
                 state.update(self._operator_probes(outputs, t0))
                 self.t += n

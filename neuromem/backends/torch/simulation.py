@@ -489,7 +489,7 @@ class TorchSimulation(
                 "forward: an operator output drives the network and reads it; that runs step "
                 "by step in run(), not in forward()"
             )
-        outputs = self._forward_operators(src, ahead=True) if ops else {}
+        outputs = self._run_operators(src, ahead=True, in_graph=True) if ops else {}
         for vname, (op, port) in self.program.operator_sources.items():
             src[vname] = self._forward_delayed(op, port, steps, outputs)
         for (pop, var), feeds in self.program.operator_currents.items():
@@ -510,7 +510,7 @@ class TorchSimulation(
                 for n in probed
             }
         if ops:
-            outputs = self._forward_operators({**src, **out}, outputs=outputs)
+            outputs = self._run_operators({**src, **out}, outputs=outputs, in_graph=True)
             out.update({f"{n}.{p}": y for (n, p), y in outputs.items()})
             for key in self._operator_feeds():
                 if steps:
@@ -529,17 +529,3 @@ class TorchSimulation(
         carry = self._operator_carry.get((op, port))
         c = self._tensor(np.zeros(y.shape[-1]) if carry is None else carry).expand(1, B, -1)
         return torch.cat([c, y[:-1]]) if steps else y
-
-    def _forward_operators(self, spikes, ahead=False, outputs=None) -> dict:
-        """The ahead (or the other) operators on tensors, in the autograd graph."""
-        outputs = dict(outputs or {})
-        for name, engine in self._operators.items():
-            if (name in self._ahead) != ahead:
-                continue
-            op = self.program.operators[name]
-            inputs = {
-                port: spikes[src] if out is None else outputs[(src, out)]
-                for port, (src, out) in op.sources().items()
-            }
-            outputs.update({(name, p): y for p, y in engine.run(inputs).items()})
-        return outputs
