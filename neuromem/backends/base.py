@@ -425,6 +425,16 @@ class Simulation:
         ``program.event_probes`` as (steps, neurons) from 0 in this call)."""
         raise NotImplementedError
 
+    def operator(self, name: str) -> Any:
+        """The engine of operator node ``name`` on this backend (its registered implementation,
+        e.g. to read what a learning operator has learnt)."""
+        if name not in self._operators:
+            raise SpecError(
+                f"operator {name!r} is not a node of this network "
+                f"(operators: {', '.join(self._operators) or 'none'})"
+            )
+        return self._operators[name]
+
     def reset(self) -> None:
         """Back to the initial state at t = 0 (weights included); recorded probes are cleared."""
         self.probes = Probes()

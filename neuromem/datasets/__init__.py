@@ -1,5 +1,6 @@
-"""Data sets for the memory models: SHD / SHD-Adding loaders and synthetic spike tasks."""
+"""Data sets for the memory models: MNIST and SHD / SHD-Adding loaders, synthetic spike tasks."""
 
+from .mnist import MNIST_SHA256, MNIST_URLS, load_mnist
 from .shd import (
     N_ADDING_CLASSES,
     N_CHANNELS,
@@ -16,6 +17,8 @@ from .shd import (
 from .synthetic import DelayedRecall, delayed_recall, spike_adding
 
 __all__ = [
+    "MNIST_SHA256",
+    "MNIST_URLS",
     "N_ADDING_CLASSES",
     "N_CHANNELS",
     "N_CLASSES",
@@ -24,6 +27,7 @@ __all__ = [
     "DelayedRecall",
     "bin_spikes",
     "delayed_recall",
+    "load_mnist",
     "load_shd",
     "load_shd_adding",
     "read_shd_events",

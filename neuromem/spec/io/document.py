@@ -175,6 +175,7 @@ def to_dict(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                 "plasticity": rule,
                 "plasticity_params": dict(pr.plasticity_params),
             }
+            | ({} if pr.pre_port is None else {"pre_port": pr.pre_port})
         )
     for i, c in enumerate(net.currents):
         doc["currents"].append(
@@ -391,7 +392,7 @@ def _build(doc: Any, arr: ArrayGetter) -> Network:
     projs = []
     for i, pr in enumerate(doc["projections"]):
         w = item_path("projections", i, pr)
-        check_object(pr, w, schema.PROJECTION)
+        check_object(pr, w, schema.PROJECTION, schema.PROJECTION_OPTIONAL)
         rule = pr["plasticity"]
         if rule is not None and rule not in rules:
             fail(key_path(w, "plasticity"), f"unknown plasticity rule {rule[:80]!r}")
@@ -409,6 +410,7 @@ def _build(doc: Any, arr: ArrayGetter) -> Network:
                     pr["port"],
                     None if rule is None else rules[rule],
                     pr["plasticity_params"],
+                    pr.get("pre_port"),
                 )
             )
 

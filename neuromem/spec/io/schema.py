@@ -253,7 +253,10 @@ PROJECTION = {
     "delay": "array",
     "plasticity": "str?",
     "plasticity_params": "object",
+    "pre_port": "str",
 }
+#: Keys a projection may leave out (``pre_port``: only for an operator as ``pre``).
+PROJECTION_OPTIONAL = ("pre_port",)
 PROJECTION_ARRAYS = ("pre_index", "post_index", "weight", "delay")
 CURRENT = {"population": "str", "variable": "str", "values": "array"}
 PROBES = {
