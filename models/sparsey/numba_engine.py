@@ -145,7 +145,7 @@ class NumbaEngine(NumpyEngine):
                 source, lv.rf_u, w["U"], self.previous[i], lv.rf_h, w["H"], above, lv.rf_d,
                 w["D"], p.Q, p.K, p.pi_min, p.pi_max, p.g_minus, p.gamma, p.chi, p.gain,
                 p.inflection, *p.exponents, bool(learn), self.frozen[i], self.set_u[i],
-                freeze_count, np.ascontiguousarray(uniforms[i], dtype=np.float64), win, g, out,
+                freeze_count, _uniforms(uniforms[i], lv), win, g, out,
             )  # fmt: skip
             codes.append(win)
             fam.append(g)
@@ -153,3 +153,10 @@ class NumbaEngine(NumpyEngine):
             source = out
         self.previous = cells
         return codes, fam
+
+
+def _uniforms(r, level) -> np.ndarray:
+    """The frame's uniforms (M, Q) float64; zeros in recognition, which draws none."""
+    if r is None:
+        return np.zeros((level.macs, level.params.Q))
+    return np.ascontiguousarray(r, dtype=np.float64)
