@@ -130,17 +130,19 @@ def test_code_overlap_grows_with_input_similarity():
     assert means[-1] - means[0] > 0.3, means
 
 
-def _two_levels() -> tuple[Level, Level]:
+def _two_levels(top_down: bool = True) -> tuple[Level, Level]:
     p1 = MacParams(Q=6, K=4, pi_min=3, freeze_at=0.3)
     rf = grid_rf((12, 10), (2, 3), (7, 6))
-    l2 = Level(MacParams(Q=5, K=6), all_cells(6 * p1.cells))
-    l1 = Level(p1, rf, rf_h=all_cells(6 * p1.cells, 6), rf_d=all_cells(l2.cells, 6), shape=(2, 3))
+    l2 = Level(MacParams(Q=5, K=6), all_cells(6 * p1.cells), rf_h=all_cells(30))
+    rf_d = all_cells(l2.cells, 6) if top_down else None
+    l1 = Level(p1, rf, rf_h=all_cells(6 * p1.cells, 6), rf_d=rf_d, shape=(2, 3))
     return l1, l2
 
 
+@pytest.mark.parametrize("top_down", [True, False])  # False: numba's batch path
 @pytest.mark.parametrize("sequence", [True, False])
-def test_numpy_numba_and_torch_choose_identical_codes_on_two_levels(sequence):
-    levels = _two_levels()
+def test_numpy_numba_and_torch_choose_identical_codes_on_two_levels(sequence, top_down):
+    levels = _two_levels(top_down)
     x = _random_items(160, 120, 14, seed=7)
     x = np.concatenate([x, x[:40]])  # some items again: familiar frames too
     out = {}

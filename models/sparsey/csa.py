@@ -111,8 +111,8 @@ class NumpyEngine:
                     pi_u = pi
                 u = np.einsum("mr,mrc->mc", xk.astype(np.int64), self.w[i][kind].astype(np.int64))
                 ratio = np.clip(u / np.maximum(pi, 1)[:, None], 0.0, 1.0)
-                # a kind with no active input this frame leaves V as it is
-                V = np.where((pi > 0)[:, None], V * ratio**e, V)
+                # a kind with no active input this frame leaves V as it is; x ** 1.0 == x
+                V = np.where((pi > 0)[:, None], V * (ratio if e == 1.0 else ratio**e), V)
             active = (pi_u >= p.pi_min) & ((pi_u <= p.pi_max) if p.pi_max else True)
             Vq = V.reshape(M, p.Q, p.K)
             best = Vq.max(axis=2)

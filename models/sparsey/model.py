@@ -141,6 +141,9 @@ class Sparsey:
         winners = [np.empty((n, lv.macs, lv.params.Q), np.int16) for lv in self.levels]
         fam = [np.empty((n, lv.macs)) for lv in self.levels]
         desc = "sparsey learn" if learn else "sparsey recognise"
+        batch = hasattr(self.engine, "frames") and n > 0
+        if batch and not any(lv.rf_d.shape[1] for lv in self.levels):
+            return self._present_in_blocks(x, learn, sequence, progress, desc)
         with progress_bar(n, desc, disable=not progress) as bar:
             for t in range(n):
                 if not sequence:
@@ -156,6 +159,31 @@ class Sparsey:
                     fam[i][t] = g[i]
                 bar.update()
         return Codes(winners, fam, [lv.params.K for lv in self.levels])
+
+    def _present_in_blocks(self, x, learn, sequence, progress, desc, block: int = 256) -> Codes:
+        """Blocks of frames through the engine's batch path, level by level (the host draws
+        the uniforms of frame t, level by level, in the same order as frame by frame)."""
+        sizes = [lv.macs * lv.params.Q for lv in self.levels]
+        parts: list[Codes] = []
+        with progress_bar(len(x), desc, disable=not progress) as bar:
+            for b in range(0, len(x), block):
+                chunk = x[b : b + block]
+                uniforms = [None] * len(self.levels)
+                if learn:
+                    r = self.rng.random((len(chunk), sum(sizes)))
+                    edges = np.cumsum([0, *sizes])
+                    uniforms = [
+                        r[:, edges[i] : edges[i + 1]].reshape(len(chunk), lv.macs, lv.params.Q)
+                        for i, lv in enumerate(self.levels)
+                    ]
+                codes, fam = self.engine.frames(chunk, learn, uniforms, sequence)
+                parts.append(Codes([c.astype(np.int16) for c in codes], fam, []))
+                bar.update(len(chunk))
+        return Codes(
+            [np.concatenate([p.winners[i] for p in parts]) for i in range(len(self.levels))],
+            [np.concatenate([p.familiarity[i] for p in parts]) for i in range(len(self.levels))],
+            [lv.params.K for lv in self.levels],
+        )
 
     def weights(self, level: int, kind: str = "U") -> np.ndarray:
         """Binary weights of ``level`` from its ``kind`` inputs, uint8 (M, R, Q * K)."""

@@ -37,7 +37,7 @@ def _scale(V, u, pi, e):
     if pi > 0:
         for c in range(V.shape[0]):
             ratio = min(max(u[c] / pi, 0.0), 1.0)
-            V[c] = V[c] * ratio**e
+            V[c] = V[c] * (ratio if e == 1.0 else ratio**e)  # x ** 1.0 == x: skip the pow
 
 
 @numba.njit(cache=True, nogil=True)
@@ -126,6 +126,30 @@ def level_frame(
                 frozen[m] = True
 
 
+@numba.njit(cache=True, nogil=True)
+def level_frames(
+    src_u, rf_u, w_u, rf_h, w_h, previous, context,
+    Q, K, pi_min, pi_max, g_minus, gamma, chi, gain, inflection, e_u, e_h,
+    learn, frozen, set_u, freeze_count, uniforms, win, fam, cells,
+):  # fmt: skip
+    """:func:`level_frame` over ``n`` frames of a level without top-down input: frame ``t``
+    reads row ``t`` of ``src_u`` (n, S) and, when ``context``, its own cells of frame
+    ``t - 1`` (``previous`` before the first); outputs (n, M, Q), (n, M), (n, cells)."""
+    no_d = np.zeros((rf_u.shape[0], 0), np.int64)
+    no_w = np.zeros((rf_u.shape[0], 0, Q * K), np.uint8)
+    empty = np.zeros(0, np.uint8)
+    h = previous.copy() if context else np.zeros_like(previous)
+    for t in range(src_u.shape[0]):
+        level_frame(
+            src_u[t], rf_u, w_u, h, rf_h, w_h, empty, no_d, no_w,
+            Q, K, pi_min, pi_max, g_minus, gamma, chi, gain, inflection, e_u, e_h, 1.0,
+            learn, frozen, set_u, freeze_count, uniforms[t], win[t], fam[t], cells[t],
+        )  # fmt: skip
+        if context:
+            h[:] = cells[t]
+    return h
+
+
 class NumbaEngine(NumpyEngine):
     """The hierarchy on numba (state as :class:`NumpyEngine`, frames by :func:`level_frame`)."""
 
@@ -152,6 +176,40 @@ class NumbaEngine(NumpyEngine):
             cells.append(out)
             source = out
         self.previous = cells
+        return codes, fam
+
+    def frames(self, x: np.ndarray, learn: bool, uniforms: list, context: bool):
+        """Many frames at once, level by level (only without top-down inputs, whose frame
+        ``t`` needs the level above's frame ``t - 1``): ``x`` (n, input_size), uniforms per
+        level (n, M, Q) or None; returns winners (n, M, Q) and familiarity (n, M) per level.
+        The same codes as :meth:`frame` frame by frame (with the context cleared before each
+        frame unless ``context``)."""
+        if any(lv.rf_d.shape[1] for lv in self.levels):
+            raise ValueError("frames: a hierarchy with top-down inputs runs frame by frame")
+        source = np.ascontiguousarray(x, dtype=np.uint8)
+        n = source.shape[0]
+        codes, fam = [], []
+        for i, lv in enumerate(self.levels):
+            p = lv.params
+            win = np.empty((n, lv.macs, p.Q), np.int64)
+            g = np.empty((n, lv.macs))
+            out = np.empty((n, lv.cells), np.uint8)
+            r = (
+                np.zeros((n, lv.macs, p.Q))
+                if uniforms[i] is None
+                else np.ascontiguousarray(uniforms[i], dtype=np.float64)
+            )
+            freeze_count = math.ceil(p.freeze_at * lv.rf_u.shape[1] * p.cells)
+            last = level_frames(
+                source, lv.rf_u, self.w[i]["U"], lv.rf_h, self.w[i]["H"], self.previous[i],
+                bool(context), p.Q, p.K, p.pi_min, p.pi_max, p.g_minus, p.gamma, p.chi, p.gain,
+                p.inflection, p.exponents[0], p.exponents[1], bool(learn), self.frozen[i],
+                self.set_u[i], freeze_count, r, win, g, out,
+            )  # fmt: skip
+            self.previous[i] = last if context else out[-1].copy()
+            codes.append(win)
+            fam.append(g)
+            source = out
         return codes, fam
 
 

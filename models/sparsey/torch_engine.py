@@ -66,7 +66,7 @@ class TorchEngine:
                     pi_u = pi
                 u = torch.bmm(xk[:, None, :], self.w[i][kind])[:, 0]
                 ratio = torch.clamp(u / torch.clamp(pi, min=1.0)[:, None], 0.0, 1.0)
-                V = torch.where((pi > 0)[:, None], V * ratio**e, V)
+                V = torch.where((pi > 0)[:, None], V * (ratio if e == 1.0 else ratio**e), V)
             active = pi_u >= p.pi_min
             if p.pi_max:
                 active &= pi_u <= p.pi_max
