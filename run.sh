@@ -36,7 +36,7 @@ case "$job" in
     "${pip[@]}" --no-deps --ignore-requires-python lava-nc==0.10.0
     ;;
   bench)
-    for b in cuba snn_training hopfield_retrieval glauber_spins elm_forward_backward; do
+    for b in cuba snn_training hopfield_retrieval glauber_spins elm_forward_backward sparsey; do
       echo "== benchmarks/$b.py $*"
       .venv/bin/python "benchmarks/$b.py" "$@"
     done
