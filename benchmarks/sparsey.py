@@ -1,8 +1,8 @@
 """Sparsey frames per second: the numba CSA against the plain numpy implementation of the same
 CSA (``neuromem.models.sparsey.csa.NumpyEngine``, vectorised over the macs), in one run.
 
-One level at the MNIST size (the level 1 of ``experiments/sparsey.py``: 77 macs of 16 x 16
-cells on 5 x 5 pixel RFs of a 24 x 16 skeleton image), learning frames (the CSA's draw and
+One level at the MNIST size (the level 1 of ``experiments/sparsey.py``: a grid of macs of
+16 x 16 cells on 5 x 5 pixel RFs of a 24 x 16 skeleton image), learning frames (the CSA's draw and
 single-trial learning) and recognition frames (max V), on MNIST skeletons; both engines choose
 the same codes (checked here). Then the time to store and to retrieve one item against the
 number already stored, for the same level (slope per 1,000 items stored). One thread.
@@ -32,7 +32,12 @@ import numpy as np  # noqa: E402
 import neuromem  # noqa: E402
 from neuromem.datasets import load_mnist  # noqa: E402
 from neuromem.models.sparsey import Sparsey  # noqa: E402
-from neuromem.models.sparsey.mnist import mnist_hierarchy, per_class, preprocess  # noqa: E402
+from neuromem.models.sparsey.mnist import (  # noqa: E402
+    LEVEL1,
+    mnist_hierarchy,
+    per_class,
+    preprocess,
+)
 from neuromem.models.sparsey.timing import per_item_times  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,7 +90,7 @@ def main(quick: bool = False, data: str | None = None) -> dict:
             "threads": numba.get_num_threads(),
             "cpu": platform.processor(),
         },  # fmt: skip
-        "level": {"macs": 77, "Q": 16, "K": 16, "rf_pixels": 25, "input": "24 x 16 skeleton"},
+        "level": LEVEL1 | {"macs": mnist_hierarchy(1)[0].macs, "input": "24 x 16 skeleton"},
         "frames": int(len(frames)),
         "repeats": repeats,
         "engines": runs,

@@ -139,9 +139,10 @@ def run(
         "model_default": {"stdp": chosen, "results": chosen_eval},
         "grid": points,
     }
-    with open(out / "ca3_stdp_identification.json", "w") as f:
+    stem = "ca3_stdp_identification_quick" if quick else "ca3_stdp_identification"
+    with open(out / f"{stem}.json", "w") as f:  # a quick run never replaces the full results
         json.dump(doc, f, indent=1)
-    _figure(points, taus_plus, taus_minus, chosen, out / "ca3_stdp_identification.png")
+    _figure(points, taus_plus, taus_minus, chosen, out / f"{stem}.png")
     return {
         k: doc[k]
         for k in (

@@ -250,7 +250,7 @@ def _class_overlap(train_cells, train_y, test_cells, test_y):
 
 def backends_agree(quick: bool, data: str | None) -> dict[str, Any]:
     X, y = load_mnist("train", data)
-    frames = preprocess(X[per_class(y, 5 if quick else 30, start=300)])
+    frames = preprocess(X[per_class(y, 5 if quick else 15, start=300)])
     codes = {}
     for backend in ("numba", "torch"):
         model = Sparsey(mnist_hierarchy(2), frames.shape[1], seed=7, backend=backend)

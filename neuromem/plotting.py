@@ -1,14 +1,13 @@
-"""Raster plots (matplotlib, Agg backend: works without a display)."""
+"""Raster plots. Figures are made as ``matplotlib.figure.Figure`` objects, without pyplot, so
+they need no display and importing this module never changes the user's matplotlib backend
+(a library that called ``matplotlib.use`` would stop a notebook's inline figures)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def raster_panel(
@@ -30,12 +29,8 @@ def raster_figure(
 ) -> None:
     """Stack raster panels. A panel with two rasters overlays ours (dots) on a reference
     (grey ticks) so that agreement reads as dots inside ticks."""
-    fig, axes = plt.subplots(
-        len(panels),
-        1,
-        sharex=True,
-        figsize=(12, 0.55 * sum(max(2, p[1].shape[1] ** 0.5) for p in panels) + 1),
-    )
+    fig = Figure(figsize=(12, 0.55 * sum(max(2, p[1].shape[1] ** 0.5) for p in panels) + 1))
+    axes = fig.subplots(len(panels), 1, sharex=True)
     for ax, panel in zip(np.atleast_1d(axes), panels, strict=True):
         if len(panel) == 3:
             raster_panel(ax, panel[2], "", color="0.6", marker="|", size=60)
@@ -48,4 +43,3 @@ def raster_figure(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

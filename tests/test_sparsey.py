@@ -213,3 +213,16 @@ def test_invalid_parameters_and_frames_are_refused_with_the_field_named():
         model.learn(np.full((1, 200), 2))
     with pytest.raises(SpecError, match="backend"):
         Sparsey((_one_mac(),), 200, backend="cuda")
+
+
+def test_the_mnist_architecture_is_the_one_chosen_on_validation():
+    """``LEVEL1`` is what experiments/sparsey_architecture.py chose (its committed result)."""
+    import json
+    from pathlib import Path
+
+    from neuromem.models.sparsey.mnist import LEVEL1
+
+    path = Path(__file__).resolve().parent.parent / "experiments/results/sparsey_architecture.json"
+    chosen = json.loads(path.read_text())
+    expected = chosen["base"] | chosen["best"]["value"]
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in LEVEL1.items()} == expected

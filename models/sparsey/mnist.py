@@ -50,8 +50,12 @@ def per_class(labels: np.ndarray, n: int, start: int = 0) -> np.ndarray:
     return np.concatenate(idx)
 
 
-#: The architecture of experiments/sparsey.py (how it was chosen: docs/models/sparsey.md).
-LEVEL1 = {"grid": (11, 7), "rf": (5, 5), "Q": 16, "K": 16, "pi_min": 2, "freeze_at": 0.1}
+#: The architecture of experiments/sparsey.py, chosen on a validation split by
+#: experiments/sparsey_architecture.py (docs/models/sparsey.md).
+LEVEL1 = {
+    "grid": (20, 13), "rf": (5, 5), "Q": 16, "K": 16, "pi_min": 2, "freeze_at": 0.1,
+    "inflection": 0.9, "chi": 10.0,
+}  # fmt: skip
 LEVEL2 = {"Q": 40, "K": 10, "pi_min": 1, "freeze_at": 0.5}
 
 
@@ -59,7 +63,7 @@ def mnist_hierarchy(levels: int = 1) -> tuple[Level, ...]:
     """Level 1: a grid of macs with overlapping RFs on the image; level 2 (``levels = 2``):
     one mac that reads every cell of level 1."""
     c = LEVEL1
-    p1 = MacParams(Q=c["Q"], K=c["K"], pi_min=c["pi_min"], freeze_at=c["freeze_at"])
+    p1 = MacParams(**{k: v for k, v in c.items() if k not in ("grid", "rf")})
     l1 = Level(p1, grid_rf(IMAGE_SHAPE, c["grid"], c["rf"]), shape=c["grid"])
     if levels == 1:
         return (l1,)
