@@ -48,10 +48,12 @@ from neuromem.progress import progress_bar  # noqa: E402
 
 DESCRIPTION = "Sparsey: similarity, capacity, fixed time, episodic+semantic, MNIST (numba)"
 RESULTS = Path(__file__).resolve().parent / "results"
+PIXEL_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 1.0)  # the pixel baseline's SVM C candidates
 ANCHOR = {
     "accuracy": 0.91,
     "learning_s": 220.0,
-    "source": "sparsey.com/MNIST_Results.html (via shared/papers/sparsey.md): 2-level model, "
+    "source": "sparsey.com/MNIST_Results.html (not readable offline; as reported in the "
+    "project's facts notes, docs/models/sparsey.md): 2-level model, "
     "200 training images per class, tested on 100-700 per class, 91 %, 220 s on one thread; "
     "the page's table and architecture could not be read offline",
 }
@@ -200,10 +202,15 @@ def mnist(quick: bool, data: str | None) -> dict[str, Any]:
                 }
             )
         by_level.append(rows)
+    # the pixels' own C, chosen on the validation split (training images 300.. per class)
+    va = per_class(y, n_train // 2, start=300)
+    val_x, val_y = preprocess(X[va]), y[va]
+    pixel_c = max(PIXEL_CS, key=lambda C: svm_accuracy(train_x, train_y, val_x, val_y, C=C))
     pixels = [
         {
             "test_per_class": m,
-            "svm": svm_accuracy(train_x, train_y, test_x[pick], test_y[pick]),
+            "svm": svm_accuracy(train_x, train_y, test_x[pick], test_y[pick], C=pixel_c),
+            "C": pixel_c,
         }
         for m in test_sizes
         for pick in [np.concatenate([np.arange(c * per, c * per + m) for c in range(10)])]
@@ -296,13 +303,14 @@ def run(
             res["wall_time_s"][name] = round(time.perf_counter() - t0, 2)
             bar.update()
     e = res["e_mnist"]
-    best = max(r["svm"] for r in e["accuracy_level1"])
+    curve = [r["svm"] for r in e["accuracy_level1"]]
     res["acceptance"] = {
         "mnist_accuracy_ge_0.91": {
-            "ours_best_level1_svm": best,
-            "ours_hebbian_at_100": e["accuracy_level1"][0]["hebbian"],
+            "ours_level1_svm_by_test_size": curve,
+            "ours_level1_svm_mean_over_curve": float(np.mean(curve)),
+            "ours_level1_hebbian_by_test_size": [r["hebbian"] for r in e["accuracy_level1"]],
             "anchor": ANCHOR["accuracy"],
-            "pass": best >= ANCHOR["accuracy"],
+            "pass": bool(min(curve) >= ANCHOR["accuracy"]),
         },
         "learning_le_220s_one_thread": {
             "ours_s": e["learning_s_one_thread"],

@@ -57,6 +57,15 @@ def _net(**kw):
     )
 
 
+def _in_chunks(sim, x, size):
+    """The level-2 codes of a run of ``x`` cut into chunks of ``size`` steps."""
+    parts = [
+        sim.run(min(size, STEPS - t), {"pixels": x[t : t + size]}).state["memory.code1"]
+        for t in range(0, STEPS, size)
+    ]
+    return np.concatenate(parts)
+
+
 def _frames(seed=0):
     x = np.random.default_rng(seed).random((STEPS // 2, 64)) < 0.2
     return np.concatenate([x, x])  # the second half: familiar frames
@@ -86,11 +95,7 @@ def test_a_run_does_not_depend_on_its_chunks():
     net, x = _net(), _frames()
     whole = neuromem.compile(net, backend="numba").run(STEPS, {"pixels": x})
     sim = neuromem.compile(net, backend="numba")
-    parts = [
-        sim.run(min(7, STEPS - t), {"pixels": x[t : t + 7]}).state["memory.code1"]
-        for t in range(0, STEPS, 7)
-    ]
-    assert np.array_equal(np.concatenate(parts), whole.state["memory.code1"])
+    assert np.array_equal(_in_chunks(sim, x, 7), whole.state["memory.code1"])
     sim.reset()  # back to no weights: the same run again
     again = sim.run(STEPS, {"pixels": x}).state["memory.code1"]
     assert np.array_equal(again, whole.state["memory.code1"])
@@ -132,3 +137,56 @@ def test_bad_fields_are_refused_naming_the_node():
         SparseyNode("memory", (l1, l2), 64, "pixels", learn=1)
     with pytest.raises(SpecError, match="levels must be"):
         SparseyNode("memory", ("level",), 64, "pixels")
+
+
+def test_a_crafted_file_with_wrapping_indices_is_refused(tmp_path):
+    """uint64 RF indices >= 2**63 would wrap to negative int64 indices (out-of-bounds reads in
+    the kernels): load refuses them, naming the node."""
+    net = _net()
+    save(net, tmp_path / "net")
+    npz = next(p for p in (tmp_path / "net").iterdir() if p.suffix == ".npz")
+    with np.load(npz, allow_pickle=False) as z:
+        arrays = dict(z)
+    key = next(k for k in arrays if k.endswith("rf_u0"))
+    arrays[key] = arrays[key].astype(np.uint64) + np.uint64(2**63)
+    np.savez(npz, **arrays)
+    with pytest.raises(SpecError, match="memory.*outside"):
+        load(tmp_path / "net")
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"shape": 5}, "shape must be a list"),
+        ({"shape": [-1, -1]}, "shape must be positive"),
+        ({"params": {"Q": 2, "K": 3, "exponents": "abc"}}, "exponents"),
+        ({"params": {"Q": 10**9, "K": 3}}, "budget|exceeds"),
+        ({"params": {"Q": 2, "K": 3, "colour": 1}}, "colour"),
+    ],
+)
+def test_bad_level_descriptions_are_refused_naming_the_node(change, match):
+    node = _net().operators[0]
+    scalars, arrays = node.to_fields()
+    scalars["levels"][0] = scalars["levels"][0] | change
+    with pytest.raises(SpecError, match=rf"operator 'memory'.*level 0.*({match})"):
+        SparseyNode.from_fields("memory", node.inputs, scalars, arrays)
+
+
+def test_chunks_on_the_batch_path_without_top_down_inputs():
+    l1, l2 = _levels()
+    l1 = Level(l1.params, l1.rf_u, rf_h=l1.rf_h, shape=l1.shape)  # no D: numba's batch path
+    node = SparseyNode("memory", (l1, l2), 64, "pixels", seed=3)
+    net = Network(
+        "batch_path",
+        Discretization(dt=1.0),
+        (Population("pixels", 64, spike_source()),),
+        (),
+        probes=(StateProbe("memory", "code1"),),
+        operators=(node,),
+    )
+    x = _frames()
+    whole = neuromem.compile(net, backend="numba").run(STEPS, {"pixels": x})
+    torch_run = neuromem.compile(net, backend="torch").run(STEPS, {"pixels": x})
+    sim = neuromem.compile(net, backend="numba")
+    assert np.array_equal(_in_chunks(sim, x, 13), whole.state["memory.code1"])
+    assert np.array_equal(torch_run.state["memory.code1"], whole.state["memory.code1"])

@@ -28,8 +28,6 @@ level with numpy, it is the reference in tests and the peer of ``benchmarks/spar
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .params import INPUT_KINDS, Level
@@ -149,5 +147,4 @@ class NumpyEngine:
             if kind == "U":
                 self.set_u[i] += (new & (w == 0)).sum(axis=(1, 2), dtype=np.int64)
             w |= new
-        total = lv.rf_u.shape[1] * lv.params.cells
-        self.frozen[i] |= self.set_u[i] >= math.ceil(lv.params.freeze_at * total)
+        self.frozen[i] |= self.set_u[i] >= lv.freeze_count

@@ -91,7 +91,11 @@ class HebbianReadout:
         return (np.asarray(cells, dtype=np.float64) @ self.log_p).argmax(axis=1)
 
 
-def svm_accuracy(train_x, train_y, test_x, test_y, C: float = 0.01) -> float:
+#: The linear SVM's C, chosen on the validation split (experiments/sparsey_architecture.py).
+SVM_C = 0.001
+
+
+def svm_accuracy(train_x, train_y, test_x, test_y, C: float = SVM_C) -> float:
     """Accuracy of a linear SVM (scikit-learn ``LinearSVC``) trained on the training codes."""
     from sklearn.svm import LinearSVC
 

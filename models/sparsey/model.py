@@ -33,7 +33,7 @@ class Codes:
 
     Attributes
     ----------
-    winners : list of np.ndarray, int16, shape (n, M, Q) per level
+    winners : list of np.ndarray, int32, shape (n, M, Q) per level
         The winning cell of each CM (-1 where the mac was inactive).
     familiarity : list of np.ndarray, float64, shape (n, M) per level
         ``G`` of each mac before its code was chosen (NaN where inactive).
@@ -116,17 +116,24 @@ class Sparsey:
         """Forget the previous frame (H and D inputs of the next frame are empty)."""
         self.engine.reset_context()
 
-    def learn(self, frames, *, sequence: bool = False, progress: bool = False) -> Codes:
+    def learn(
+        self, frames, *, sequence: bool = False, carry: bool = False, progress: bool = False
+    ) -> Codes:
         """Present ``frames`` (n, input_size) 0/1 with single-trial learning and return the
         codes chosen. Each frame is an item of its own (the context is cleared before it)
-        unless ``sequence``, where frame ``t``'s H and D inputs are frame ``t - 1``'s codes."""
-        return self._present(frames, True, sequence, progress)
+        unless ``sequence``: then frame ``t``'s H and D inputs are frame ``t - 1``'s codes, and
+        the first frame starts from no context, or with ``carry`` from the last frame of the
+        previous call (a sequence presented in parts)."""
+        return self._present(frames, True, sequence, carry, progress)
 
-    def recognise(self, frames, *, sequence: bool = False, progress: bool = False) -> Codes:
-        """Present ``frames`` without learning: every CM takes its max-V cell."""
-        return self._present(frames, False, sequence, progress)
+    def recognise(
+        self, frames, *, sequence: bool = False, carry: bool = False, progress: bool = False
+    ) -> Codes:
+        """Present ``frames`` without learning: every CM takes its max-V cell (``sequence``
+        and ``carry`` as in :meth:`learn`)."""
+        return self._present(frames, False, sequence, carry, progress)
 
-    def _present(self, frames, learn: bool, sequence: bool, progress: bool) -> Codes:
+    def _present(self, frames, learn: bool, sequence: bool, carry: bool, progress: bool) -> Codes:
         x = np.asarray(frames)
         if x.ndim == 1:
             x = x[None]
@@ -138,7 +145,9 @@ class Sparsey:
             raise SpecError("sparsey: frames must hold 0/1 (binary pixels)")
         x = x.astype(np.uint8)
         n = x.shape[0]
-        winners = [np.empty((n, lv.macs, lv.params.Q), np.int16) for lv in self.levels]
+        if not (sequence and carry):
+            self.engine.reset_context()
+        winners = [np.empty((n, lv.macs, lv.params.Q), np.int32) for lv in self.levels]
         fam = [np.empty((n, lv.macs)) for lv in self.levels]
         desc = "sparsey learn" if learn else "sparsey recognise"
         batch = hasattr(self.engine, "frames") and n > 0
@@ -177,7 +186,7 @@ class Sparsey:
                         for i, lv in enumerate(self.levels)
                     ]
                 codes, fam = self.engine.frames(chunk, learn, uniforms, sequence)
-                parts.append(Codes([c.astype(np.int16) for c in codes], fam, []))
+                parts.append(Codes([c.astype(np.int32) for c in codes], fam, []))
                 bar.update(len(chunk))
         return Codes(
             [np.concatenate([p.winners[i] for p in parts]) for i in range(len(self.levels))],

@@ -144,14 +144,15 @@ class SparseyNode(OperatorNode):
         for i, d in enumerate(described):
             if set(d) != {"params", "shape"} or not isinstance(d["params"], dict):
                 raise SpecError(f"{where}: level {i} must have exactly 'params' and 'shape'")
-            try:
-                params = MacParams(**d["params"])
-            except TypeError as exc:
-                raise SpecError(f"{where}: level {i} params: {exc}") from None
+            if not isinstance(d["shape"], list):
+                raise SpecError(f"{where}: level {i} shape must be a list of integers")
             rfs = {f"rf_{k.lower()}": arrays.get(f"rf_{k.lower()}{i}") for k in INPUT_KINDS}
             if rfs["rf_u"] is None:
                 raise SpecError(f"{where}: level {i} has no rf_u{i} array")
-            levels.append(Level(params, shape=tuple(d["shape"]), **rfs))
+            try:  # a file is data: any fault of its values is an error naming the node
+                levels.append(Level(MacParams(**d["params"]), shape=tuple(d["shape"]), **rfs))
+            except (SpecError, TypeError, ValueError) as exc:
+                raise SpecError(f"{where}: level {i}: {exc}") from None
         return cls(name, levels, inputs=inputs, drives=drives, **scalars)
 
 
@@ -184,7 +185,7 @@ class _SparseyEngine:
             x = x[:, 0]
         x = x.astype(np.uint8)
         present = self.model.learn if self.node.learn else self.model.recognise
-        codes = present(x, sequence=self.node.sequence)
+        codes = present(x, sequence=self.node.sequence, carry=True)  # chunks of one run
         out = {}
         for i in range(len(self.node.levels)):
             out[f"code{i}"] = codes.cells(i)

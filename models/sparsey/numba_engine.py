@@ -164,7 +164,7 @@ class NumbaEngine(NumpyEngine):
             win = np.empty((lv.macs, p.Q), np.int64)
             g = np.empty(lv.macs)
             out = np.empty(lv.cells, np.uint8)
-            freeze_count = math.ceil(p.freeze_at * lv.rf_u.shape[1] * p.cells)
+            freeze_count = lv.freeze_count
             level_frame(
                 source, lv.rf_u, w["U"], self.previous[i], lv.rf_h, w["H"], above, lv.rf_d,
                 w["D"], p.Q, p.K, p.pi_min, p.pi_max, p.g_minus, p.gamma, p.chi, p.gain,
@@ -199,7 +199,7 @@ class NumbaEngine(NumpyEngine):
                 if uniforms[i] is None
                 else np.ascontiguousarray(uniforms[i], dtype=np.float64)
             )
-            freeze_count = math.ceil(p.freeze_at * lv.rf_u.shape[1] * p.cells)
+            freeze_count = lv.freeze_count
             last = level_frames(
                 source, lv.rf_u, self.w[i]["U"], lv.rf_h, self.w[i]["H"], self.previous[i],
                 bool(context), p.Q, p.K, p.pi_min, p.pi_max, p.g_minus, p.gamma, p.chi, p.gain,

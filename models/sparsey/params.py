@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from neuromem.errors import SpecError
+from neuromem.spec.limits import check_bytes
 
 #: Input kinds of a mac, in the order they multiply into ``V``.
 INPUT_KINDS = ("U", "H", "D")
@@ -44,7 +45,10 @@ class MacParams:
         The sigmoid ``sigma(gain * (V - inflection))`` of the selection weight
         ``psi = (eta - 1) * sigma + 1`` (``gain`` per unit of V).
     exponents : tuple of 3 floats
-        Exponents of the normalised ``U``, ``H`` and ``D`` sums in ``V``.
+        Exponents of the normalised ``U``, ``H`` and ``D`` sums in ``V``. With exponents of 1
+        (the default) ``V`` is the same number on every backend; other exponents go through
+        each backend's ``pow``, which may differ by an ulp, so an exact tie of ``V`` can
+        break differently and the backends' codes may then differ.
     freeze_at : float
         A mac stops learning (its critical period ends) once this fraction of its ``U``
         weights is set (``1.0``: only when all are).
@@ -75,7 +79,12 @@ class MacParams:
                 f"sparsey: need 1 <= pi_min <= pi_max (or pi_max = 0), got "
                 f"[{self.pi_min}, {self.pi_max}]"
             )
-        object.__setattr__(self, "exponents", tuple(float(e) for e in self.exponents))
+        try:
+            exponents = tuple(float(e) for e in self.exponents)
+        except (TypeError, ValueError):
+            shown = repr(self.exponents)[:80]
+            raise SpecError(f"sparsey: exponents must be three numbers, got {shown}") from None
+        object.__setattr__(self, "exponents", exponents)
         reals = [(f.name, getattr(self, f.name)) for f in fields(self) if f.type == "float"]
         reals += [(f"exponents[{i}]", e) for i, e in enumerate(self.exponents)]
         for k, v in reals:
@@ -96,6 +105,7 @@ class MacParams:
         return self.Q * self.K
 
     def to_dict(self) -> dict:
+        """The parameters as JSON scalars (``exponents`` as a list)."""
         return {f.name: getattr(self, f.name) for f in fields(self)} | {
             "exponents": list(self.exponents)
         }
@@ -133,8 +143,9 @@ class Level:
             rf = np.asarray(rf)
             if rf.ndim != 2 or (rf.size and rf.dtype.kind not in "iu"):
                 raise SpecError(f"sparsey: {name} must be an integer (M, R) array")
-            if rf.size and rf.min() < 0:
-                raise SpecError(f"sparsey: {name} holds a negative index")
+            # range before the cast: a uint64 index >= 2**63 would wrap to a negative int64
+            if rf.size and (rf.min() < 0 or rf.max() > np.iinfo(np.int64).max):
+                raise SpecError(f"sparsey: {name} holds an index outside [0, 2**63)")
             m = rf.shape[0] if m is None else m
             if rf.shape[0] != m:
                 raise SpecError(f"sparsey: {name} has {rf.shape[0]} rows, rf_u has {m} macs")
@@ -143,19 +154,33 @@ class Level:
             object.__setattr__(self, name, rf)
         if m == 0 or self.rf_u.shape[1] == 0:
             raise SpecError("sparsey: a level needs at least one mac with a non-empty rf_u")
-        shape = tuple(int(s) for s in self.shape) or (m,)
+        shape = tuple(self.shape) if isinstance(self.shape, tuple | list) else None
+        if shape is None or not all(
+            isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in shape
+        ):
+            raise SpecError(f"sparsey: level shape must be positive integers, got {self.shape!r}")
+        shape = tuple(int(s) for s in shape) or (m,)
         if math.prod(shape) != m:
             raise SpecError(f"sparsey: level shape {shape} does not hold {m} macs")
         object.__setattr__(self, "shape", shape)
+        nbytes = sum(getattr(self, f"rf_{k.lower()}").shape[1] for k in INPUT_KINDS)
+        check_bytes(nbytes * self.cells, "sparsey level", "binary weights")
 
     @property
     def macs(self) -> int:
+        """Number of macs ``M``."""
         return int(self.rf_u.shape[0])
 
     @property
     def cells(self) -> int:
         """Cells of the level, ``M * Q * K``."""
         return self.macs * self.params.cells
+
+    @property
+    def freeze_count(self) -> int:
+        """Set ``U`` weights at which a mac's critical period ends: ``ceil(freeze_at * R_U *
+        Q * K)``, one integer that every engine compares with."""
+        return math.ceil(self.params.freeze_at * (self.rf_u.shape[1] * self.params.cells))
 
 
 def check_hierarchy(levels: tuple[Level, ...], input_size: int) -> None:

@@ -105,8 +105,7 @@ class TorchEngine:
             if kind == "U":
                 self.set_u[i] += ((new > 0) & (w == 0)).sum(dim=(1, 2))
             self.w[i][kind] = torch.maximum(w, new)
-        total = lv.rf_u.shape[1] * lv.params.cells
-        self.frozen[i] |= self.set_u[i] >= math.ceil(lv.params.freeze_at * total)
+        self.frozen[i] |= self.set_u[i] >= lv.freeze_count
 
     def weights(self, level: int, kind: str = "U") -> np.ndarray:
         """Level ``level``'s ``kind`` weights as a host uint8 array (M, R, Q * K)."""
