@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One entry point for set-up and the two everyday jobs.
-#   bash run.sh demo   create .venv, install neuromem, replay the CA3 stress testbench (results + figure)
+#   bash run.sh demo   create .venv, install neuromem, run the CA3 memory demo (no data needed;
+#                      with the authors' recordings in $NEUROMEM_DATA it also replays them);
+#                      results + figure in ./neuromem-results
 #   bash run.sh test   create .venv, install neuromem, run the default (fast) test suite
 #   bash run.sh extras install the optional peers: Lava, PyNN + NEST + sPyNNaker, NIR + Norse,
 #                      snnTorch + SpikingJelly (their tests are skipped, with a reason, without them)
 #   bash run.sh bench  run every benchmark in benchmarks/ (results in benchmarks/results/)
-# NEUROMEM_DATA must name the data directory (e.g. ../shared/data).
+# NEUROMEM_DATA names the data directory (datasets, the authors' recordings) where one is needed.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3.11}
@@ -17,13 +19,14 @@ fi
 stamp=.venv/.neuromem-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  # the editable-install notice about folder names is not a packaging warning: keep it quiet
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
   touch "$stamp"
 fi
 job=${1:-test}
 shift || true
 case "$job" in
-  demo) exec .venv/bin/neuromem run ca3_cam "$@" ;;
+  demo) exec .venv/bin/neuromem run demo "$@" ;;
   test) exec .venv/bin/python -m pytest "$@" ;;
   extras)
     pip=(.venv/bin/python -m pip install -q -c constraints.txt)

@@ -16,9 +16,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -32,6 +29,7 @@ from neuromem.models.ca3_cam import (  # noqa: E402
 from neuromem.progress import progress_bar  # noqa: E402
 
 DESCRIPTION = "CA3 memory: identify the effective STDP windows from exp2, check on held-out exp1"
+SUPPORTED_BACKENDS = ("numba", "torch", "brian2")  # --backend: the one backend of the grid
 RESULTS = Path(__file__).resolve().parent / "results"
 FIT, HELD_OUT = "exp2_stress_testbench", "exp1_learn_recall_forget"
 RULES = ("potentiate", "spinnaker", "ignore")

@@ -79,21 +79,19 @@ def _spinnaker_mapping(recording: str, data: str | None) -> dict[str, Any]:
 
 
 def figure(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     runs = {
         k: v for k, v in results["replays"].items() if v.get("ran") and "recall_operations" in v
     }
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 3.8))
+    a, b = fig.subplots(1, 2)
     names = list(runs)
     total = [v["recall_operations"] for v in runs.values()]
     match = [v["recall_operations_matching"] for v in runs.values()]
     a.barh(names, total, color="0.85", label="recall operations")
     a.barh(names, match, color="tab:green", label="same output neurons as the authors")
-    a.set_xlabel("recall operations (exp2 stress testbench)")
+    a.set_xlabel(f"recall operations ({results['recording']})")  # exp1 in the quick setting
     a.legend(loc="lower right", fontsize=8)
     targets = results["targets"]
     cores = {t: v["report"]["totals"]["cores"] for t, v in targets.items()}
@@ -108,7 +106,6 @@ def figure(results: dict[str, Any], path: Path) -> None:
     fig.suptitle("CA3 memory on neuromorphic targets")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def run(

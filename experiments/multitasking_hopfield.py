@@ -6,7 +6,8 @@ Ricci-Tersenghi, JSTAT 2023, arXiv 2308.04106) on the numba backend:
 (a) sorted |m_k| vs dilution d for K = 2, 3, 4 at zero noise, from the hierarchical state, with
     (1-d) d^(k-1) and the zero-temperature mean field overlaid and 1 - 2d + d^K = 0 marked;
 (b) the acceptance table (N = 20,000, K = 3, 4 seeds) beside the prediction and the independent
-    MC numbers of ``shared/papers/multitasking_hopfield.md`` (no paper numbers could be read);
+    MC numbers of docs/models/multitasking_hopfield_paper_facts.md, section 8 (no paper numbers
+    could be read);
 (c) the transition vs d for several beta; (d) supervised vs unsupervised learning from examples;
 (e) |m_k| vs temperature; (f) numba vs torch (bit-identical synchronous trajectories under the
     host RNG, sequential statistics over seeds).
@@ -24,9 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -43,11 +41,13 @@ from neuromem.progress import progress_bar  # noqa: E402
 from neuromem.spec import diluted_patterns, noisy_examples  # noqa: E402
 
 DESCRIPTION = "Multitasking Hebbian network: hierarchical/parallel retrieval, learning (numba)"
+SUPPORTED_BACKENDS = ("numba", "torch")  # (f) compares them; (a)-(e) run on numba
 RESULTS = Path(__file__).resolve().parent / "results"
 TOL = 0.01  # acceptance tolerance on each sorted |m_k| (table b)
 SUP_UNS_TOL = 0.005  # acceptance: |supervised - unsupervised| per sorted component
 
-#: Independent numba MC of shared/papers/multitasking_hopfield.md (NOT the paper's numbers).
+#: Independent numba MC (docs/models/multitasking_hopfield_paper_facts.md section 8; NOT the
+#: paper's numbers).
 SHARED_MC = {
     0.2: [0.799, 0.162, 0.035],
     0.5: [0.500, 0.250, 0.129],
@@ -272,7 +272,7 @@ def _figure(res: dict[str, Any], path: Path) -> None:
             ax.axvline(v["stability_bound"], color="k", ls="--", lw=1)
             ax.text(
                 v["stability_bound"] - 0.02,
-                0.55,
+                0.72,
                 f"1-2d+d^{k}=0\nd={v['stability_bound']:.3f}",
                 ha="right",
                 fontsize=8,
@@ -286,7 +286,7 @@ def _figure(res: dict[str, Any], path: Path) -> None:
             loc="upper right",
         )
     c = res["c_beta_transition"]
-    ax = axes[1, 0]
+    ax = axes[1, 1]
     for i, (bkey, v) in enumerate(c["curves"].items()):
         d = np.array(c["d"])
         m = np.array(v["m_sorted_mean"])
@@ -296,9 +296,11 @@ def _figure(res: dict[str, Any], path: Path) -> None:
             ax.plot(d, np.array(v["mean_field"])[:, j], ":", color=f"C{i}", lw=1.2)
     ax.axvline(stability_bound(3), color="k", ls="--", lw=1)
     ax.set(xlabel="dilution d", ylabel="sorted |m_k|", title="(c) K = 3, several beta")
-    ax.legend(fontsize=7, title="o/s/^: |m|_1,2,3; dotted: mean field", title_fontsize=7)
+    ax.set_ylim(0, 1.0)
+    ax.legend(fontsize=7, title="o/s/^: |m|_1,2,3; dotted: mean field", title_fontsize=7,
+              loc="upper right", ncol=2)  # fmt: skip
     e = res["e_temperature"]
-    ax = axes[1, 1]
+    ax = axes[1, 2]
     for i, (dkey, v) in enumerate(e["curves"].items()):
         t = np.array(e["T"])
         m = np.array(v["m_sorted_mean"])
@@ -307,8 +309,10 @@ def _figure(res: dict[str, Any], path: Path) -> None:
             ax.plot(t, np.array(v["mean_field"])[:, j], "-", color=f"C{3 * i + j}", lw=1)
         ax.axvline(v["T_c"], color="grey", ls="--", lw=1)
     ax.set(xlabel="T = 1/beta", ylabel="sorted |m_k|", title="(e) K = 3 vs temperature")
-    ax.legend(fontsize=6, ncol=2, title="lines: mean field; dashed: T_c = 1-d", title_fontsize=7)
-    ax = axes[1, 2]
+    ax.set_ylim(0, 1.0)
+    ax.legend(fontsize=6, ncol=2, title="lines: mean field; dashed: T_c = 1-d", title_fontsize=7,
+              loc="upper right")  # fmt: skip
+    ax = axes[1, 0]
     ax.axis("off")
     rows = [
         [
@@ -320,13 +324,24 @@ def _figure(res: dict[str, Any], path: Path) -> None:
         ]
         for r in res["b_acceptance"]["rows"]
     ]
+    for r in res["b_acceptance"]["rows"]:  # the restated d = 0.6 row: what it was judged on
+        if "pass_samples_at_N" in r:
+            rows.append(
+                [
+                    f"{r['d']}*",
+                    "/".join(f"{x:.3f}" for x in r["mean_over_diagnosis_samples"]),
+                    "/".join(f"{x:.3f}" for x in r["expected"]),
+                    f"4 seeds at 4N: {'pass' if r['pass_4_seeds_at_4N'] else 'FAIL'}",
+                    "pass" if r["pass_samples_at_N"] else "FAIL",
+                ]
+            )
     tab = ax.table(
         cellText=rows,
         colLabels=[
             "d",
             f"ours ({len(res['setting']['seeds'])} seeds)",
             "expected",
-            "shared MC",
+            "independent MC",
             "",
         ],
         loc="center",
@@ -336,7 +351,11 @@ def _figure(res: dict[str, Any], path: Path) -> None:
     tab.auto_set_font_size(False)
     tab.set_fontsize(8)
     tab.scale(1.1, 1.6)
-    ax.set_title(f"(b) K = 3, N = {res['setting']['N']}, beta = inf, tol {TOL}")
+    ax.set_title(
+        f"(b) K = 3, N = {res['setting']['N']}, beta = inf, tol {TOL}\n"
+        "* d = 0.6 as judged: the mean over the pattern samples at N, and 4 seeds at 4N",
+        fontsize=9,
+    )
     fig.suptitle("Multitasking Hebbian network (Glauber MC, numba)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -413,7 +432,7 @@ def run(
         "Multitasking Neural Networks', JSTAT (2023) 113401, arXiv:2308.04106",
         "paper_numbers": "none: the paper body could not be read through the tools "
         "(docs/models/multitasking_hopfield_paper_facts.md); the 'independent_mc' columns are "
-        "from shared/papers/multitasking_hopfield.md, not from the paper",
+        "from docs/models/multitasking_hopfield_paper_facts.md section 8, not from the paper",
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -505,6 +524,7 @@ def run(
                 "start_margin_std": round(float(mg.std(ddof=1)), 5),
                 "start_margin_expected_1-2d+d^3": round(1 - 2 * d + d**3, 5),
                 "mean_sorted_abs_m": _round(r["mean"], 4),
+                "std_sorted_abs_m_over_samples": _round(r["std"], 4),
             }
             bar.update(1)
             for row in table:
@@ -529,6 +549,21 @@ def run(
                 ),
             }
             bar.update(1)
+    # the d = 0.6 row restated (issue 17): the bound is within the spread of 4 samples at N, so
+    # it is judged on the mean over the pattern samples at N and on the 4 seeds at 4N
+    for row in table:
+        if row["d"] == 0.6:
+            samples = np.array(row["mean_over_diagnosis_samples"])
+            big = scaling[f"N={4 * n}"]
+            row["criterion"] = (
+                f"mean over {n_samples} pattern samples at N = {n} within the tolerance, and the "
+                f"4 acceptance seeds at N = {4 * n} within the tolerance (the 4 seeds at N are "
+                "recorded as pass_4_seeds_at_N)"
+            )
+            row["pass_4_seeds_at_N"] = row["pass"]
+            row["pass_samples_at_N"] = bool(np.all(np.abs(samples - EXPECTED[0.6]) <= TOL))
+            row["pass_4_seeds_at_4N"] = big["acceptance_seeds_pass"]
+            row["pass"] = row["pass_samples_at_N"] and row["pass_4_seeds_at_4N"]
     res["b_acceptance"] = {
         "N": n,
         "K": 3,
@@ -679,7 +714,16 @@ def run(
 
     f = res["f_backends"]
     acceptance = {
-        f"b_d={r['d']}": {"ours": r["ours_mean"], "expected": r["expected"], "pass": r["pass"]}
+        f"b_d={r['d']}": (
+            {"ours": r["ours_mean"], "expected": r["expected"], "pass": r["pass"]}
+            if "pass_samples_at_N" not in r
+            else {  # the restated row: what it is judged on
+                "ours_mean_over_samples": r["mean_over_diagnosis_samples"],
+                "ours_4_seeds_at_4N": scaling[f"N={4 * n}"]["acceptance_seeds_mean"],
+                "expected": r["expected"],
+                "pass": r["pass"],
+            }
+        )
         for r in table
     }
     acceptance.update(

@@ -10,7 +10,7 @@ content -> cue). Operations are encoded by timing on the input layer:
   stored content shares an active bit with the query;
 - forget: re-learning a cue overwrites its content (old pairs depressed by STDP).
 
-Parameters and connection table: ``../shared/papers/ca3_cam.md``; docs/models/ca3_cam.md.
+Parameters, connection table and the facts they come from: docs/models/ca3_cam.md.
 """
 
 from __future__ import annotations

@@ -49,8 +49,9 @@ def verified_path(relative: str, root: str | os.PathLike | None = None) -> Path:
     path = data_dir(root) / relative
     if not path.is_file():
         raise DataError(
-            f"data file {path} is missing (it is not downloadable: the authors' "
-            "recordings ship with the project's shared data)"
+            f"data file {path} is missing: it is not downloadable (the authors' recordings "
+            "and weights, converted to plain JSON/npz for neuromem, come with the project's "
+            "data directory; set NEUROMEM_DATA to it)"
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != CHECKSUMS[relative]:

@@ -26,9 +26,11 @@ def raster_figure(
     title: str,
     path: str,
     xlim: tuple[int, int] | None = None,
+    highlight: Sequence[tuple[int, int]] = (),
 ) -> None:
     """Stack raster panels. A panel with two rasters overlays ours (dots) on a reference
-    (grey ticks) so that agreement reads as dots inside ticks."""
+    (grey ticks) so that agreement reads as dots inside ticks; ``highlight`` shades the step
+    ranges ``[start, stop)`` in every panel (e.g. operations where the two differ)."""
     fig = Figure(figsize=(12, 0.55 * sum(max(2, p[1].shape[1] ** 0.5) for p in panels) + 1))
     axes = fig.subplots(len(panels), 1, sharex=True)
     for ax, panel in zip(np.atleast_1d(axes), panels, strict=True):
@@ -37,6 +39,8 @@ def raster_figure(
             raster_panel(ax, panel[1], panel[0], color="tab:red", marker=".", size=8)
         else:
             raster_panel(ax, panel[1], panel[0])
+        for start, stop in highlight:
+            ax.axvspan(start - 0.5, stop - 0.5, color="gold", alpha=0.35, lw=0, zorder=0)
         if xlim:
             ax.set_xlim(*xlim)
     np.atleast_1d(axes)[-1].set_xlabel("time step (1 ms)")

@@ -258,7 +258,9 @@ def test_emit_refuses_plasticity_without_host_mode():
 @pytest.mark.slow
 def test_ca3_exp2_on_lava_matches_numba():
     """Acceptance (b): the stress testbench on Lava floating point, STDP on the host."""
-    data = os.environ.get("NEUROMEM_DATA", "/work/shared/data")
+    data = os.environ.get("NEUROMEM_DATA")
+    if not data:
+        pytest.skip("NEUROMEM_DATA is not set (the authors' CA3 recordings)")
     from neuromem.models.ca3_hardware import replay_on_lava
 
     r = replay_on_lava("exp2_stress_testbench", data)

@@ -52,8 +52,8 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-#: Decompressed file name -> SHA-256 of the decompressed bytes. Computed from the shared copy,
-#: whose decompressed MD5s all equal :data:`MNIST_MD5`.
+#: Decompressed file name -> SHA-256 of the decompressed bytes, computed from a copy whose
+#: decompressed MD5s all equal the official :data:`MNIST_MD5`.
 MNIST_SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",

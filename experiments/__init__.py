@@ -1,0 +1,1 @@
+"""The experiments that reproduce each model's results (run them with ``neuromem run``)."""
