@@ -268,14 +268,13 @@ def _figure(res: dict[str, Any], path: Path) -> None:
             )
             ax.plot(dd, (1 - dd) * dd**j, "-", color=colors[j], lw=1, alpha=0.7)
             ax.plot(d, np.array(v["mean_field_T0"])[:, j], ":", color=colors[j], lw=1.5)
-        if not math.isnan(v["stability_bound"]):
-            ax.axvline(v["stability_bound"], color="k", ls="--", lw=1)
-            ax.text(
-                v["stability_bound"] - 0.02,
-                0.72,
-                f"1-2d+d^{k}=0\nd={v['stability_bound']:.3f}",
-                ha="right",
-                fontsize=8,
+        if not math.isnan(v["stability_bound"]):  # in the legend: a label would hide data
+            ax.axvline(
+                v["stability_bound"],
+                color="k",
+                ls="--",
+                lw=1,
+                label=f"1-2d+d^{k}=0: d={v['stability_bound']:.3f}",
             )
         ax.set(xlabel="dilution d", ylabel="sorted |m_k|", title=f"(a) {key}, beta = inf")
         ax.set_ylim(0, 1)
@@ -320,7 +319,7 @@ def _figure(res: dict[str, Any], path: Path) -> None:
             "/".join(f"{x:.3f}" for x in r["ours_mean"]),
             "/".join(f"{x:.3f}" for x in r["expected"]),
             "/".join(f"{x:.3f}" for x in r["independent_mc"]),
-            "pass" if r["pass"] else "FAIL",
+            "pass" if r.get("pass_4_seeds_at_N", r["pass"]) else "FAIL",
         ]
         for r in res["b_acceptance"]["rows"]
     ]
@@ -353,7 +352,9 @@ def _figure(res: dict[str, Any], path: Path) -> None:
     tab.scale(1.1, 1.6)
     ax.set_title(
         f"(b) K = 3, N = {res['setting']['N']}, beta = inf, tol {TOL}\n"
-        "* d = 0.6 as judged: the mean over the pattern samples at N, and 4 seeds at 4N",
+        "* d = 0.6 as judged (the row above: 4 seeds at N, recorded): the mean over\n"
+        f"{res['b_acceptance']['finite_size_diagnosis']['d=0.6']['samples']} pattern samples "
+        "at N, and the 4 seeds at 4N",
         fontsize=9,
     )
     fig.suptitle("Multitasking Hebbian network (Glauber MC, numba)")

@@ -45,5 +45,6 @@ def raster_figure(
             ax.set_xlim(*xlim)
     np.atleast_1d(axes)[-1].set_xlabel("time step (1 ms)")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    lines = title.count("\n") + 1  # keep the panels below the (possibly two-line) title
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.2 + 0.18 * lines) / fig.get_figheight()))
     fig.savefig(path, dpi=110)
