@@ -138,7 +138,9 @@ def run(
     data: str | None = None,
     out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run the replay; ``quick`` changes nothing here (the recordings are short)."""
+    """Run the replay; ``quick`` runs the same (the recordings are short) but writes
+    ``ca3_cam_quick.*``, so a quick run never replaces the full results."""
+    stem = "ca3_cam_quick" if quick else "ca3_cam"
     backends = list(backends or DEFAULT_BACKENDS)
     if "brian2" in backends:
         print("ca3_cam: Brian2 builds its Cython code once (minutes; cached afterwards)")
@@ -168,7 +170,7 @@ def run(
                     name,
                     f"{backend}, {variant} STDP",
                     out
-                    / ("ca3_cam.png" if variant == "identified" else "ca3_cam_published_stdp.png"),
+                    / (f"{stem}.png" if variant == "identified" else f"{stem}_published_stdp.png"),
                 )
             bar.update(1)
     keys = ("operations", "recall_operations", "recall_operations_matching", "wall_time_s")
@@ -188,7 +190,7 @@ def run(
         for name, v in by_name.items()
     }
     results["acceptance"] = acceptance
-    with open(out / "ca3_cam.json", "w") as f:
+    with open(out / f"{stem}.json", "w") as f:
         json.dump(results, f, indent=1)
     return {
         "acceptance": acceptance,
