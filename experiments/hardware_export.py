@@ -169,10 +169,22 @@ def run(
         }
         comp.report.write(reports_dir / "spinnaker1")
         results["targets"]["spinnaker1"]["report"] = comp.report.to_dict()
+    # acceptance: every replay that ran gives the authors' output neurons on every recall (a
+    # replay that could not run here is reported with its reason, not judged)
+    results["acceptance"] = {
+        f"replay {k}": {
+            "recalls_matching": v["recall_operations_matching"],
+            "recalls": v["recall_operations"],
+            "pass": v["recall_operations_matching"] == v["recall_operations"],
+        }
+        for k, v in results["replays"].items()
+        if v.get("ran") and "recall_operations" in v
+    }
     with open(out / f"hardware_export{suffix}.json", "w") as f:
         json.dump(results, f, indent=1, default=float)
     figure(results, out / f"hardware_export{suffix}.png")
     return {
+        "acceptance": results["acceptance"],
         "targets": {t: v["report"]["ok"] for t, v in results["targets"].items()},
         "replays": {
             k: (
