@@ -84,7 +84,7 @@ def figure(results: dict[str, Any], path: Path) -> None:
     runs = {
         k: v for k, v in results["replays"].items() if v.get("ran") and "recall_operations" in v
     }
-    fig = Figure(figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 4.4))
     a, b = fig.subplots(1, 2)
     names = list(runs)
     total = [v["recall_operations"] for v in runs.values()]
@@ -92,7 +92,7 @@ def figure(results: dict[str, Any], path: Path) -> None:
     a.barh(names, total, color="0.85", label="recall operations")
     a.barh(names, match, color="tab:green", label="same output neurons as the authors")
     a.set_xlabel(f"recall operations ({results['recording']})")  # exp1 in the quick setting
-    a.legend(loc="lower right", fontsize=8)
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=8, ncol=2)
     targets = results["targets"]
     cores = {t: v["report"]["totals"]["cores"] for t, v in targets.items()}
     t_names = [t for t, c in cores.items() if c is not None]
@@ -102,6 +102,7 @@ def figure(results: dict[str, Any], path: Path) -> None:
     if mapped.get("ran"):
         b.bar(["sPyNNaker\nvirtual board"], [mapped["cores_used"]], color="tab:green")
     b.set_ylabel("cores (profile estimate; green: mapped)")
+    b.tick_params(axis="x", labelrotation=30, labelsize=8)
     b.set_title("blue: compiles, red: refused (see reports)", fontsize=9)
     fig.suptitle("CA3 memory on neuromorphic targets")
     fig.tight_layout()
