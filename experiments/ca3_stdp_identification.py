@@ -182,8 +182,9 @@ def _figure(points, taus_plus, taus_minus, chosen, path: Path) -> None:
         if rule == chosen["coincidence"]:
             x = np.interp(chosen["params"]["tau_plus"], taus_plus, range(len(taus_plus)))
             y = np.interp(chosen["params"]["tau_minus"], taus_minus, range(len(taus_minus)))
-            ax.plot(x, y, "r*", ms=14, label="model default")
-            ax.legend(fontsize=7, loc="upper right")
+            ax.plot(x, y, "r*", ms=14)
+            # named in the title: a legend box would cover cells of the grid
+            ax.set_title(f"same-step pairs: {rule} (red star: model default)", fontsize=9)
     axes[0].set_ylabel("tau_minus (ms)")
     fig.colorbar(im, ax=axes, shrink=0.8, label="exp2 recalls matching the authors (of 45)")
     fig.suptitle(
