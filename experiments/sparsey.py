@@ -39,13 +39,13 @@ from neuromem.models.sparsey.mnist import (  # noqa: E402
     per_class,
     preprocess,
     svm_accuracy,
+    svm_c_scores,
 )
 from neuromem.models.sparsey.timing import per_item_times  # noqa: E402
 from neuromem.progress import progress_bar  # noqa: E402
 
 DESCRIPTION = "Sparsey: similarity, capacity, fixed time, episodic+semantic, MNIST (numba)"
 RESULTS = Path(__file__).resolve().parent / "results"
-PIXEL_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 1.0)  # the pixel baseline's SVM C candidates
 ANCHOR = {
     "accuracy": 0.91,
     "learning_s": 220.0,
@@ -202,7 +202,8 @@ def mnist(quick: bool, data: str | None) -> dict[str, Any]:
     # the pixels' own C, chosen on the validation split (training images 300.. per class)
     va = per_class(y, n_train // 2, start=300)
     val_x, val_y = preprocess(X[va]), y[va]
-    pixel_c = max(PIXEL_CS, key=lambda C: svm_accuracy(train_x, train_y, val_x, val_y, C=C))
+    scores = svm_c_scores(train_x, train_y, val_x, val_y)
+    pixel_c = max(scores, key=scores.get)
     pixels = [
         {
             "test_per_class": m,

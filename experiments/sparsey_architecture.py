@@ -25,6 +25,7 @@ from neuromem.models.sparsey.mnist import (
     per_class,
     preprocess,
     svm_accuracy,
+    svm_c_scores,
 )
 from neuromem.progress import progress_bar
 
@@ -33,7 +34,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: The SVM's C in rounds 1 and 2; round 3 then chooses C for the chosen configuration.
 SVM_C_ROUND1 = 0.01
-SVM_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 1.0)
 
 #: Round 1's base: a first guess (the level 1 of the first MNIST runs).
 ROUND1_BASE: dict[str, Any] = {
@@ -119,7 +119,8 @@ def run(
     i_best = max(range(len(rows)), key=lambda i: rows[i]["svm"] + rows[i]["hebbian"])
     best = rows[i_best] | {"config": configs[i_best][2]}
     _, a, b, _ = _codes(best["config"], train, val)
-    svm_c = {str(C): svm_accuracy(a, train[1], b, val[1], C=C) for C in SVM_CS}
+    scores = svm_c_scores(a, train[1], b, val[1])
+    svm_c = {str(C): acc for C, acc in scores.items()}
     res = {
         "experiment": "sparsey_architecture",
         "quick": quick,
@@ -130,7 +131,7 @@ def run(
         "rule": "the configuration with the best mean of the two read-outs on validation",
         "best": best,
         "svm_C_for_best": svm_c,
-        "svm_C_chosen": float(max(svm_c, key=svm_c.get)),
+        "svm_C_chosen": float(max(scores, key=scores.get)),
     }
     stem = "sparsey_architecture_quick" if quick else "sparsey_architecture"
     with open(out / f"{stem}.json", "w") as fh:

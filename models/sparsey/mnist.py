@@ -93,6 +93,8 @@ class HebbianReadout:
 
 #: The linear SVM's C, chosen on the validation split (experiments/sparsey_architecture.py).
 SVM_C = 0.001
+#: The candidates of C that a validation split chooses from.
+SVM_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 1.0)
 
 
 def svm_accuracy(train_x, train_y, test_x, test_y, C: float = SVM_C) -> float:
@@ -101,3 +103,9 @@ def svm_accuracy(train_x, train_y, test_x, test_y, C: float = SVM_C) -> float:
 
     model = LinearSVC(C=C, max_iter=5000).fit(train_x, train_y)
     return float((model.predict(test_x) == test_y).mean())
+
+
+def svm_c_scores(train_x, train_y, val_x, val_y, Cs=SVM_CS) -> dict[float, float]:
+    """Validation accuracy of the linear SVM for each candidate C (in the order given: the
+    first of equal scores wins a ``max``)."""
+    return {C: svm_accuracy(train_x, train_y, val_x, val_y, C=C) for C in Cs}

@@ -56,6 +56,11 @@ class Codes:
         return ((a == b) & both).sum(axis=(1, 2)) / np.maximum(both.sum(axis=(1, 2)), 1)
 
 
+def host_copy(a) -> np.ndarray:
+    """A numpy copy of an engine's array (a torch tensor is moved to the host)."""
+    return a.detach().cpu().numpy().copy() if hasattr(a, "detach") else np.array(a)
+
+
 def _cells(winners: np.ndarray, K: int) -> np.ndarray:
     n, M, Q = winners.shape
     out = np.zeros((n, M, Q, K), dtype=bool)
@@ -202,12 +207,9 @@ class Sparsey:
 
     def frozen(self, level: int) -> np.ndarray:
         """Which macs of ``level`` have ended their critical period (bool (M,))."""
-        f = self.engine.frozen[level]
-        return f.cpu().numpy() if hasattr(f, "cpu") else f.copy()
+        return host_copy(self.engine.frozen[level])
 
     def saturation(self, level: int) -> np.ndarray:
         """Fraction of each mac's ``U`` weights that are set, (M,)."""
-        s = self.engine.set_u[level]
-        s = s.cpu().numpy() if hasattr(s, "cpu") else s
         lv = self.levels[level]
-        return s / (lv.rf_u.shape[1] * lv.params.cells)
+        return host_copy(self.engine.set_u[level]) / (lv.rf_u.shape[1] * lv.params.cells)

@@ -30,7 +30,7 @@ from neuromem.backends.operators import register_implementation
 from neuromem.errors import SpecError
 from neuromem.spec.operators import OperatorNode, Port, register_operator
 
-from .model import Sparsey
+from .model import Sparsey, host_copy
 from .params import INPUT_KINDS, Level, MacParams, check_hierarchy
 
 
@@ -180,7 +180,7 @@ class _SparseyEngine:
 
     def run(self, inputs: dict) -> dict[str, np.ndarray]:
         x = inputs["input"]
-        x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        x = host_copy(x)
         if x.ndim == 3:  # (T, 1, n): a torch simulation's batch axis
             x = x[:, 0]
         x = x.astype(np.uint8)
